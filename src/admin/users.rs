@@ -1,0 +1,110 @@
+//! `/1/users*` and `/1/me`.
+
+use http::{Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::query_param;
+use crate::auth::Caller;
+use crate::body::{json, ResponseBody};
+use crate::error::AdminError;
+use crate::state::{App, AppState};
+use crate::store::users::ROOT_ID;
+
+type Answer = Result<Response<ResponseBody>, AdminError>;
+
+pub async fn init(app: &App) -> Answer {
+    let created = AppState::blocking(app, |s| {
+        let root = s.store.init_root()?;
+        s.reload_users_blocking()?;
+        Ok(root)
+    })
+    .await?;
+    match created {
+        Some(root) => Ok(json(StatusCode::OK, &root)),
+        None => Err(AdminError::Forbidden(
+            "super user already exists, use cli to reset password".into(),
+        )),
+    }
+}
+
+pub async fn me(app: &App, caller: Caller) -> Answer {
+    let user = AppState::blocking(app, move |s| s.store.user(caller.user_id)).await?;
+    Ok(json(StatusCode::OK, &user))
+}
+
+pub async fn list(app: &App, _root: Caller, query: &str) -> Answer {
+    let all = match query_param(query, "all").as_deref() {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(other) => {
+            return Err(AdminError::BadRequest(format!(
+                "`all` must be true or false, not `{other}`"
+            )))
+        }
+    };
+    let users = AppState::blocking(app, move |s| s.store.list_users(all)).await?;
+    Ok(json(StatusCode::OK, &users))
+}
+
+#[derive(Deserialize)]
+pub struct NewUser {
+    name: String,
+}
+
+pub async fn add(app: &App, new: NewUser) -> Answer {
+    let name = new.name.trim().to_string();
+    let len = name.chars().count();
+    if len == 0 || len > 64 {
+        return Err(AdminError::BadRequest(
+            "name must be 1 to 64 characters".into(),
+        ));
+    }
+    let user = AppState::blocking(app, move |s| {
+        let user = s.store.add_user(&name)?;
+        s.reload_users_blocking()?;
+        Ok(user)
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &user))
+}
+
+pub async fn delete(app: &App, _root: Caller, id: i64) -> Answer {
+    if id == ROOT_ID {
+        return Err(AdminError::BadRequest("root cannot be deleted".into()));
+    }
+    AppState::blocking(app, move |s| {
+        s.store.delete_user(id)?;
+        s.reload_users_blocking()
+    })
+    .await
+    .map_err(user_not_found)?;
+    Ok(json(StatusCode::OK, &json!({ "message": "ok" })))
+}
+
+pub async fn reset(app: &App, _root: Caller, id: i64, query: &str) -> Answer {
+    let token = query_param(query, "token");
+    if let Some(t) = &token {
+        let visible = t.bytes().all(|b| b.is_ascii_graphic());
+        if !(8..=128).contains(&t.len()) || !visible {
+            return Err(AdminError::BadRequest(
+                "token must be 8 to 128 visible ASCII characters".into(),
+            ));
+        }
+    }
+    let user = AppState::blocking(app, move |s| {
+        let user = s.store.reset_token(id, token.as_deref())?;
+        s.reload_users_blocking()?;
+        Ok(user)
+    })
+    .await
+    .map_err(user_not_found)?;
+    Ok(json(StatusCode::OK, &user))
+}
+
+fn user_not_found(e: crate::store::StoreError) -> AdminError {
+    match e {
+        crate::store::StoreError::NotFound => AdminError::NotFound("user not found".into()),
+        other => other.into(),
+    }
+}

@@ -1,0 +1,77 @@
+//! The one response body type: a whole buffer (admin answers, catgate-made errors) or an
+//! upstream body passing through the metering wrapper.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+
+use crate::proxy::metered_body::MeteredBody;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub enum ResponseBody {
+    Full(Option<Bytes>),
+    Metered(Box<MeteredBody>),
+}
+
+impl ResponseBody {
+    pub fn empty() -> Self {
+        ResponseBody::Full(None)
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ResponseBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ResponseBody::Metered(m) => Pin::new(m.as_mut()).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Full(b) => b.is_none(),
+            ResponseBody::Metered(m) => m.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            ResponseBody::Full(None) => SizeHint::with_exact(0),
+            ResponseBody::Metered(m) => m.size_hint(),
+        }
+    }
+}
+
+/// A JSON response with `status`.
+pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::Full(Some(Bytes::from(body))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Serializes `value` as a JSON response; serialization of our own types cannot fail in
+/// practice, but if it does the client gets a 500 rather than a panic.
+pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<ResponseBody> {
+    match serde_json::to_vec(value) {
+        Ok(body) => json_response(status, body),
+        Err(_) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            br#"{"error":"internal error"}"#.to_vec(),
+        ),
+    }
+}

@@ -1,0 +1,306 @@
+//! Configuration: `config.toml` (every key optional) → validated [`Config`], then env overrides.
+//!
+//! Parsing is strict (`deny_unknown_fields`) so a typo fails at start with one line naming the
+//! key instead of being silently ignored.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use crate::metering::pricing::{Price, PriceTable};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+/// Upstream client settings.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub openai_base_url: String,
+    pub azure_api_version: String,
+    pub connect_timeout: Duration,
+    /// Time allowed until upstream response headers arrive.
+    pub first_byte_timeout: Duration,
+    /// Longest silence allowed between two body chunks.
+    pub idle_timeout: Duration,
+    /// Attempts per request, over distinct keys (failover before the first byte).
+    pub max_attempts: u32,
+    pub cooldown_429: Duration,
+    pub cooldown_5xx: Duration,
+    pub cooldown_auth: Duration,
+    /// Largest request body accepted on `/v1` (audio uploads are the big ones).
+    pub max_request_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database: PathBuf,
+    pub upstream: UpstreamConfig,
+    pub azure_deployments: HashMap<String, String>,
+    pub prices: PriceTable,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    database: Option<String>,
+    shutdown_grace_secs: Option<u64>,
+    #[serde(default)]
+    upstream: RawUpstream,
+    #[serde(default)]
+    azure_deployments: HashMap<String, String>,
+    #[serde(default)]
+    prices: HashMap<String, RawPrice>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    openai_base_url: Option<String>,
+    azure_api_version: Option<String>,
+    connect_timeout_secs: Option<f64>,
+    first_byte_timeout_secs: Option<f64>,
+    idle_timeout_secs: Option<f64>,
+    max_attempts: Option<u32>,
+    cooldown_429_secs: Option<f64>,
+    cooldown_5xx_secs: Option<f64>,
+    cooldown_auth_secs: Option<f64>,
+    max_request_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    input: toml::Value,
+    output: toml::Value,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_OPENAI_BASE: &str = "https://api.openai.com";
+
+impl Config {
+    /// Loads `path`. A missing file is an error unless `optional` (the implicit default path).
+    pub fn load(path: &Path, optional: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Config::from_toml(&text, &base, &env).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text; relative `database` paths resolve against `base_dir`; `env` supplies
+    /// `CATGATE_LISTEN`, `PORT` and `CATGATE_DATABASE` overrides.
+    pub fn from_toml(
+        text: &str,
+        base_dir: &Path,
+        env: &HashMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.message().to_string() + &span_hint(text, e.span()),
+        })?;
+        let mut listen_text = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let mut listen_key = "listen";
+        if let Some(port) = env.get("PORT").filter(|p| !p.is_empty()) {
+            listen_text = format!("0.0.0.0:{port}");
+            listen_key = "PORT";
+        }
+        if let Some(l) = env.get("CATGATE_LISTEN").filter(|l| !l.is_empty()) {
+            listen_text = l.clone();
+            listen_key = "CATGATE_LISTEN";
+        }
+        let listen: SocketAddr = listen_text.parse().map_err(|_| ConfigError::Invalid {
+            key: listen_key.into(),
+            message: format!("`{listen_text}` is not an address like 127.0.0.1:8080"),
+        })?;
+        let db_text = env
+            .get("CATGATE_DATABASE")
+            .filter(|d| !d.is_empty())
+            .cloned()
+            .or(raw.database)
+            .unwrap_or_else(|| "catgate.db".into());
+        let db_path = PathBuf::from(&db_text);
+        let database = if db_path.is_absolute() {
+            db_path
+        } else {
+            base_dir.join(db_path)
+        };
+        Ok(Config {
+            listen,
+            database,
+            upstream: upstream(raw.upstream)?,
+            azure_deployments: raw.azure_deployments,
+            prices: prices(raw.prices)?,
+            shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(30)),
+        })
+    }
+}
+
+fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(s) => {
+            let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+            format!(" (line {line})")
+        }
+        None => String::new(),
+    }
+}
+
+fn secs(key: &str, v: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
+    let v = v.unwrap_or(default);
+    Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| ConfigError::Invalid {
+            key: format!("upstream.{key}"),
+            message: format!("{v} is not a positive number of seconds"),
+        })
+}
+
+fn upstream(raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
+    let base = raw
+        .openai_base_url
+        .unwrap_or_else(|| DEFAULT_OPENAI_BASE.into());
+    let openai_base_url =
+        crate::proxy::endpoint::normalize_base(&base).map_err(|m| ConfigError::Invalid {
+            key: "upstream.openai_base_url".into(),
+            message: m.to_string(),
+        })?;
+    let max_attempts = raw.max_attempts.unwrap_or(3);
+    if max_attempts == 0 {
+        return Err(ConfigError::Invalid {
+            key: "upstream.max_attempts".into(),
+            message: "must be at least 1".into(),
+        });
+    }
+    Ok(UpstreamConfig {
+        openai_base_url,
+        azure_api_version: raw
+            .azure_api_version
+            .unwrap_or_else(|| "2024-06-01".into()),
+        connect_timeout: secs("connect_timeout_secs", raw.connect_timeout_secs, 10.0)?,
+        first_byte_timeout: secs("first_byte_timeout_secs", raw.first_byte_timeout_secs, 600.0)?,
+        idle_timeout: secs("idle_timeout_secs", raw.idle_timeout_secs, 300.0)?,
+        max_attempts,
+        cooldown_429: secs("cooldown_429_secs", raw.cooldown_429_secs, 30.0)?,
+        cooldown_5xx: secs("cooldown_5xx_secs", raw.cooldown_5xx_secs, 10.0)?,
+        cooldown_auth: secs("cooldown_auth_secs", raw.cooldown_auth_secs, 600.0)?,
+        max_request_bytes: raw.max_request_bytes.unwrap_or(64 * 1024 * 1024),
+    })
+}
+
+fn decimal(key: &str, v: &toml::Value) -> Result<Decimal, ConfigError> {
+    let text = match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        // A TOML float has already lost exactness; demand a string so money stays exact.
+        _ => String::new(),
+    };
+    text.trim()
+        .parse::<Decimal>()
+        .ok()
+        .filter(|d| !d.is_sign_negative())
+        .ok_or_else(|| ConfigError::Invalid {
+            key: key.to_string(),
+            message: format!("{v} is not a non-negative decimal string like \"0.0015\""),
+        })
+}
+
+fn prices(raw: HashMap<String, RawPrice>) -> Result<PriceTable, ConfigError> {
+    let mut table = PriceTable::defaults();
+    for (model, p) in raw {
+        let input = decimal(&format!("prices.{model}.input"), &p.input)?;
+        let output = decimal(&format!("prices.{model}.output"), &p.output)?;
+        table.insert(model, Price { input, output });
+    }
+    Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("/etc/catgate"), &HashMap::new())
+    }
+
+    #[test]
+    fn empty_config_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.database, PathBuf::from("/etc/catgate/catgate.db"));
+        assert_eq!(c.upstream.openai_base_url, DEFAULT_OPENAI_BASE);
+        assert_eq!(c.upstream.azure_api_version, "2024-06-01");
+        assert_eq!(c.upstream.max_attempts, 3);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = parse("lisen = \"1.2.3.4:5\"").unwrap_err().to_string();
+        assert!(e.contains("lisen"), "{e}");
+        let e = parse("[upstream]\ntimeout = 3").unwrap_err().to_string();
+        assert!(e.contains("timeout"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = parse("listen = \"nope\"").unwrap_err().to_string();
+        assert!(e.contains("`listen`"), "{e}");
+        let e = parse("[prices.m]\ninput = \"x\"\noutput = \"1\"").unwrap_err();
+        assert!(e.to_string().contains("prices.m.input"), "{e}");
+        let e = parse("[prices.m]\ninput = 0.1\noutput = \"1\"").unwrap_err();
+        assert!(e.to_string().contains("prices.m.input"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_win() {
+        let env: HashMap<String, String> = [
+            ("PORT".to_string(), "9000".to_string()),
+            ("CATGATE_DATABASE".to_string(), "/data/x.db".to_string()),
+        ]
+        .into();
+        let c = Config::from_toml("listen = \"127.0.0.1:1\"", Path::new("."), &env).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.database, PathBuf::from("/data/x.db"));
+    }
+
+    #[test]
+    fn price_override_is_exact() {
+        let c = parse("[prices.\"my-model\"]\ninput = \"0.1\"\noutput = \"0.2\"").unwrap();
+        let (_, p) = c.prices.lookup("my-model").unwrap();
+        assert_eq!(p.input.to_string(), "0.1");
+    }
+}

@@ -1,0 +1,133 @@
+//! Edge errors. `/1` answers `{"error": "..."}`; `/v1` answers in OpenAI's error shape so SDKs
+//! raise their typed exceptions. Each maps to a status in exactly one place.
+
+use http::{Response, StatusCode};
+use serde_json::json;
+
+use crate::body::{json as json_body, ResponseBody};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Unauthorized")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl AdminError {
+    pub fn into_response(self) -> Response<ResponseBody> {
+        let status = match &self {
+            AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AdminError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::Conflict(_) => StatusCode::CONFLICT,
+            AdminError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AdminError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AdminError::Internal(detail) => {
+                // The detail goes to the log only; the client sees no internals.
+                tracing::error!(%detail, "admin request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        json_body(status, &json!({ "error": self.to_string() }))
+    }
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => AdminError::Conflict(m.to_string()),
+            StoreError::NotFound => AdminError::NotFound("not found".into()),
+            other => AdminError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Errors catgate itself answers on `/v1` (upstream errors pass through verbatim instead).
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("Incorrect API key provided. Use your catgate token as the API key.")]
+    InvalidApiKey,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Request body is larger than {0} bytes.")]
+    PayloadTooLarge(usize),
+    #[error("Unknown route {0}.")]
+    NotFound(String),
+    #[error("No upstream key can serve this request; ask your admin to add one.")]
+    NoUpstreamKey,
+    #[error("The upstream did not answer in time.")]
+    UpstreamTimeout,
+    #[error("Could not reach the upstream: {0}")]
+    UpstreamUnreachable(String),
+    #[error("Internal error.")]
+    Internal(String),
+}
+
+impl ProxyError {
+    pub fn into_response(self) -> Response<ResponseBody> {
+        let (status, kind, code) = match &self {
+            ProxyError::InvalidApiKey => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "invalid_api_key",
+            ),
+            ProxyError::BadRequest(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_request",
+            ),
+            ProxyError::PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "request_too_large",
+            ),
+            ProxyError::NotFound(_) => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "unknown_url",
+            ),
+            ProxyError::NoUpstreamKey => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "no_upstream_key",
+            ),
+            ProxyError::UpstreamTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "server_error",
+                "upstream_timeout",
+            ),
+            ProxyError::UpstreamUnreachable(_) => {
+                (StatusCode::BAD_GATEWAY, "server_error", "upstream_error")
+            }
+            ProxyError::Internal(detail) => {
+                tracing::error!(%detail, "proxy request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "internal_error",
+                )
+            }
+        };
+        json_body(status, &openai_error(&self.to_string(), kind, code))
+    }
+}
+
+/// OpenAI's error body.
+pub fn openai_error(message: &str, kind: &str, code: &str) -> serde_json::Value {
+    json!({ "error": { "message": message, "type": kind, "param": null, "code": code } })
+}

@@ -1,0 +1,31 @@
+//! catgate: a metering reverse proxy for the OpenAI and Azure OpenAI APIs that speaks the
+//! opencatd admin API. See ARCHITECTURE.md for the map and the invariants.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod auth;
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod metering;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod timestamp;
+
+pub use server::serve;
+pub use state::{App, AppState};
+
+/// Binds the configured address and serves until SIGINT/SIGTERM, then drains.
+pub async fn run(config: config::Config) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let app = AppState::start(config)?;
+    tracing::info!(addr = %listener.local_addr()?, "catgate listening");
+    serve(listener, app, server::shutdown_signal()).await;
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! The recorder: one OS thread that turns finished requests into usage rows.
+//!
+//! Metered bodies send a [`Finished`] over an unbounded channel (sending never blocks or fails
+//! the request path). The thread settles each one — parses the upstream usage, or estimates
+//! with the tokenizer when there is none, prices it — and inserts a whole batch in one
+//! transaction. A batch that cannot be written after retries is appended to a spool file
+//! that is replayed on the next start, so no record is lost; `request_id` is unique, so a
+//! replay never charges twice.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::settle::{settle, Finished, Settler};
+use crate::store::usage::UsageRecord;
+use crate::store::Store;
+
+const BATCH: usize = 1024;
+
+enum Msg {
+    Record(Box<Finished>),
+    Flush(oneshot::Sender<()>),
+    Shutdown,
+}
+
+/// Handle to the recorder thread; cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::UnboundedSender<Msg>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    thread: Mutex<Option<JoinHandle<()>>>,
+    written: AtomicU64,
+    spool: PathBuf,
+    settler: Arc<Settler>,
+}
+
+impl Recorder {
+    /// Replays any spooled records, then starts the thread.
+    pub fn start(store: Store, settler: Settler, spool: PathBuf) -> std::io::Result<Recorder> {
+        replay_spool(&store, &spool);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            thread: Mutex::new(None),
+            written: AtomicU64::new(0),
+            spool,
+            settler: Arc::new(settler),
+        });
+        let thread_inner = inner.clone();
+        let handle = std::thread::Builder::new()
+            .name("catgate-recorder".into())
+            .spawn(move || run(rx, store, &thread_inner))?;
+        if let Ok(mut t) = inner.thread.lock() {
+            *t = Some(handle);
+        }
+        Ok(Recorder { tx, inner })
+    }
+
+    /// Hands a finished request over; never blocks.
+    pub fn record(&self, finished: Finished) {
+        if let Err(mpsc::error::SendError(Msg::Record(f))) =
+            self.tx.send(Msg::Record(Box::new(finished)))
+        {
+            // Only after shutdown: keep the record anyway, for the next start.
+            tracing::warn!("recorder stopped; spooling a late usage record");
+            spool(&self.inner.spool, &[settle(&self.inner.settler, *f)]);
+        }
+    }
+
+    /// Resolves once everything recorded before the call is written.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Rows written since start.
+    pub fn written(&self) -> u64 {
+        self.inner.written.load(Ordering::Relaxed)
+    }
+
+    /// Writes everything queued, then stops the thread and waits for it.
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(Msg::Shutdown);
+        let handle = self.inner.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+fn run(mut rx: mpsc::UnboundedReceiver<Msg>, store: Store, inner: &Inner) {
+    let mut batch: Vec<UsageRecord> = Vec::with_capacity(BATCH);
+    let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+    loop {
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
+        let mut stop = false;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Record(f) => batch.push(settle(&inner.settler, *f)),
+                Msg::Flush(done) => flushes.push(done),
+                Msg::Shutdown => stop = true,
+            }
+            if batch.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        write(&store, &batch, inner);
+        batch.clear();
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+        if stop {
+            break;
+        }
+    }
+}
+
+fn write(store: &Store, batch: &[UsageRecord], inner: &Inner) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=4 {
+        match store.insert_usage(batch) {
+            Ok(_) => {
+                inner
+                    .written
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, attempt, records = batch.len(), "usage insert failed");
+                std::thread::sleep(delay);
+                delay *= 4;
+            }
+        }
+    }
+    spool(&inner.spool, batch);
+}
+
+/// Appends records as JSON lines to the spool file.
+fn spool(path: &Path, records: &[UsageRecord]) {
+    let result = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| {
+            let mut text = Vec::new();
+            for r in records {
+                serde_json::to_writer(&mut text, r)?;
+                text.push(b'\n');
+            }
+            f.write_all(&text)?;
+            f.sync_data()
+        });
+    match result {
+        Ok(()) => tracing::warn!(records = records.len(), path = %path.display(), "usage spooled"),
+        Err(e) => tracing::error!(error = %e, "usage spool failed; records only in this log: {}",
+            serde_json::to_string(records).unwrap_or_default()),
+    }
+}
+
+/// Inserts spooled records (duplicates are ignored by `request_id`) and removes the file.
+fn replay_spool(store: &Store, path: &Path) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    let records: Vec<UsageRecord> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    match store.insert_usage(&records) {
+        Ok(n) => {
+            tracing::info!(replayed = n, "usage spool replayed");
+            let _ = std::fs::remove_file(path);
+        }
+        Err(e) => tracing::error!(error = %e, "usage spool replay failed; kept for next start"),
+    }
+}

@@ -1,0 +1,316 @@
+//! Forwarding with failover: pick a key, build the upstream request, and retry on the next
+//! key while nothing has reached the client (connect error, timeout before headers, 429, 5xx,
+//! 401/403). The final answer's status, body and useful headers go back to the client.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+
+use super::endpoint;
+use super::keys::{Eligible, PoolKey};
+use super::metered_body::{MeteredBody, Mode};
+use super::request::{with_include_usage, Inspected};
+use crate::body::ResponseBody;
+use crate::error::ProxyError;
+use crate::metering::settle::{Finished, Observed};
+use crate::metering::usage::StreamMeter;
+use crate::state::App;
+use crate::store::keys::ApiType;
+
+/// A request as read from the client, ready to be sent to any key.
+pub struct Outbound {
+    pub method: Method,
+    pub path: String,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub inspected: Inspected,
+    /// Catgate wants usage in the stream and the client did not ask for it.
+    pub inject_usage: bool,
+}
+
+/// Client headers that never go upstream: hop-by-hop ones, the client's credentials, and
+/// the ones reqwest sets itself. `accept-encoding` is dropped so bodies arrive unencoded
+/// and can be metered.
+const DROP_REQUEST: &[&str] = &[
+    "host",
+    "authorization",
+    "api-key",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "accept-encoding",
+    "openai-organization",
+    "openai-project",
+];
+
+fn keep_response_header(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    matches!(
+        n,
+        "content-type"
+            | "content-disposition"
+            | "cache-control"
+            | "retry-after"
+            | "retry-after-ms"
+            | "x-request-id"
+            | "apim-request-id"
+    ) || n.starts_with("openai-")
+        || n.starts_with("x-ratelimit-")
+        || n.starts_with("x-ms-")
+}
+
+enum Attempt {
+    Answer(reqwest::Response),
+    Failed(ProxyError),
+}
+
+/// Sends `out` for `user_id`, failing over across keys; always writes one usage record once
+/// an upstream was tried.
+pub async fn send(app: &App, user_id: i64, out: Outbound) -> Result<Response<ResponseBody>, ProxyError> {
+    let started = Instant::now();
+    let created_at = crate::timestamp::now();
+    let eligible = match (endpoint::azure_operation(&out.path), &out.inspected.model) {
+        (Some(_), Some(_)) => Eligible::OpenAiOrAzure,
+        _ => Eligible::OpenAiOnly,
+    };
+    let upstream = &app.config.upstream;
+    let mut tried: Vec<i64> = Vec::with_capacity(upstream.max_attempts as usize);
+    let mut last: Option<(Attempt, std::sync::Arc<PoolKey>)> = None;
+    while tried.len() < upstream.max_attempts as usize {
+        let Some(key) = app.keys.next_for(eligible, &tried) else {
+            break;
+        };
+        tried.push(key.id);
+        let attempt = attempt(app, &key, &out).await;
+        let retry_in = match &attempt {
+            Attempt::Answer(r) => rest_after(app, &key, r),
+            Attempt::Failed(_) => Some(upstream.cooldown_5xx),
+        };
+        match retry_in {
+            None => {
+                app.keys.mark_ok(&key);
+                last = Some((attempt, key));
+                break;
+            }
+            Some(rest) => {
+                app.keys.cool_down(&key, rest);
+                last = Some((attempt, key));
+            }
+        }
+    }
+    let Some((attempt, key)) = last else {
+        return Err(ProxyError::NoUpstreamKey);
+    };
+    let mut finished = Finished {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        user_id,
+        key_id: Some(key.id),
+        route: out.path.clone(),
+        request_model: out.inspected.model.clone(),
+        request_body: out.body.clone(),
+        stream: out.inspected.stream,
+        status: 0,
+        attempts: tried.len() as u32,
+        latency_ms: 0,
+        created_at,
+        observed: Observed::Nothing,
+    };
+    match attempt {
+        Attempt::Failed(e) => {
+            finished.status = match e {
+                ProxyError::UpstreamTimeout => 504,
+                _ => 502,
+            };
+            finished.latency_ms = started.elapsed().as_millis() as u64;
+            app.recorder.record(finished);
+            Err(e)
+        }
+        Attempt::Answer(resp) => Ok(respond(app, resp, finished, &out, started)),
+    }
+}
+
+/// One try on one key: the response head, or why there is none.
+async fn attempt(app: &App, key: &PoolKey, out: &Outbound) -> Attempt {
+    let upstream = &app.config.upstream;
+    let (url, body) = match key.api_type {
+        ApiType::OpenAi => (
+            format!("{}{}", key.base_url, out.path_and_query),
+            body_for(out, true),
+        ),
+        ApiType::Azure => {
+            let (Some(op), Some(model)) = (endpoint::azure_operation(&out.path), &out.inspected.model)
+            else {
+                return Attempt::Failed(ProxyError::NoUpstreamKey);
+            };
+            let deployment = endpoint::azure_deployment(model, &app.config.azure_deployments);
+            let url = endpoint::azure_url(&key.base_url, &deployment, op, &upstream.azure_api_version);
+            (url, body_for(out, azure_streams_usage(&upstream.azure_api_version)))
+        }
+    };
+    let mut headers = HeaderMap::with_capacity(out.headers.len() + 1);
+    for (name, value) in &out.headers {
+        if !DROP_REQUEST.contains(&name.as_str()) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let credential = match key.api_type {
+        ApiType::OpenAi => (header::AUTHORIZATION, format!("Bearer {}", key.secret())),
+        ApiType::Azure => (HeaderName::from_static("api-key"), key.secret().to_string()),
+    };
+    match HeaderValue::from_str(&credential.1) {
+        Ok(mut v) => {
+            v.set_sensitive(true);
+            headers.insert(credential.0, v);
+        }
+        Err(_) => {
+            tracing::warn!(key_id = key.id, key_name = %key.name, "key holds characters not allowed in a header");
+            return Attempt::Failed(ProxyError::UpstreamUnreachable("invalid key".into()));
+        }
+    }
+    let request = app
+        .client
+        .request(out.method.clone(), url)
+        .headers(headers)
+        .body(body)
+        .send();
+    match tokio::time::timeout(upstream.first_byte_timeout, request).await {
+        Ok(Ok(resp)) => Attempt::Answer(resp),
+        Ok(Err(e)) => {
+            // reqwest's message names the URL but never a header, so no secret leaks.
+            tracing::warn!(key_id = key.id, key_name = %key.name, error = %e, "upstream request failed");
+            if e.is_timeout() {
+                Attempt::Failed(ProxyError::UpstreamTimeout)
+            } else {
+                Attempt::Failed(ProxyError::UpstreamUnreachable("connection failed".into()))
+            }
+        }
+        Err(_) => {
+            tracing::warn!(key_id = key.id, key_name = %key.name, "upstream sent no response headers in time");
+            Attempt::Failed(ProxyError::UpstreamTimeout)
+        }
+    }
+}
+
+fn body_for(out: &Outbound, upstream_takes_stream_options: bool) -> Bytes {
+    if out.inject_usage && upstream_takes_stream_options {
+        if let Some(b) = with_include_usage(&out.body, &out.inspected) {
+            return b;
+        }
+    }
+    out.body.clone()
+}
+
+/// Azure accepts `stream_options` from api-version 2024-09-01 (previews included) on; older
+/// versions reject the unknown field, so catgate then leaves the body alone and estimates.
+fn azure_streams_usage(api_version: &str) -> bool {
+    api_version >= "2024-09-01"
+}
+
+/// How long to rest the key before another request may use it, if this answer should be
+/// retried on another key; `None` when the answer goes to the client as is.
+fn rest_after(app: &App, key: &PoolKey, resp: &reqwest::Response) -> Option<Duration> {
+    let upstream = &app.config.upstream;
+    let status = resp.status();
+    let hinted = retry_after(resp.headers());
+    match status.as_u16() {
+        429 => Some(hinted.unwrap_or(upstream.cooldown_429)),
+        500..=599 => Some(hinted.unwrap_or(upstream.cooldown_5xx)),
+        401 | 403 => {
+            tracing::warn!(key_id = key.id, key_name = %key.name, status = status.as_u16(),
+                "upstream rejected the key; taking it out of rotation");
+            Some(upstream.cooldown_auth)
+        }
+        _ => None,
+    }
+}
+
+/// `retry-after-ms`, else `retry-after` in seconds; capped at an hour.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let num = |name: &str| -> Option<f64> {
+        headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok()
+    };
+    let secs = num("retry-after-ms").map(|ms| ms / 1000.0).or_else(|| num("retry-after"))?;
+    (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
+}
+
+fn respond(
+    app: &App,
+    resp: reqwest::Response,
+    mut finished: Finished,
+    out: &Outbound,
+    started: Instant,
+) -> Response<ResponseBody> {
+    let status = resp.status();
+    finished.status = status.as_u16();
+    let request_id = finished.request_id.clone();
+    let resp: http::Response<reqwest::Body> = resp.into();
+    let (parts, body) = resp.into_parts();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mode = if !status.is_success() {
+        Mode::Plain
+    } else if content_type.starts_with("text/event-stream") {
+        finished.stream = true;
+        Mode::Sse(Box::new(StreamMeter::new(out.inject_usage)))
+    } else if content_type.starts_with("application/json") {
+        Mode::json()
+    } else {
+        Mode::Plain
+    };
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        if keep_response_header(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert(HeaderName::from_static("x-catgate-request-id"), v);
+    }
+    let body = MeteredBody::new(
+        body,
+        mode,
+        finished,
+        app.recorder.clone(),
+        started,
+        app.config.upstream.idle_timeout,
+    );
+    let mut response = Response::new(ResponseBody::Metered(Box::new(body)));
+    *response.status_mut() = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    *response.headers_mut() = headers;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert("retry-after-ms", HeaderValue::from_static("1500"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+        h.insert("retry-after-ms", HeaderValue::from_static("nope"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn azure_versions() {
+        assert!(!azure_streams_usage("2024-06-01"));
+        assert!(azure_streams_usage("2024-10-21"));
+        assert!(azure_streams_usage("2025-01-01-preview"));
+    }
+}

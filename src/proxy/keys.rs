@@ -1,0 +1,212 @@
+//! The key pool: an atomically swapped snapshot of the live keys, round-robin selection with
+//! one counter per route class, and per-key cooldowns that survive reloads.
+//!
+//! Selection takes no lock: one atomic increment and one snapshot load per request.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use crate::proxy::endpoint;
+use crate::store::keys::{ApiType, Key};
+
+/// Health shared by all snapshots of one key id.
+#[derive(Debug, Default)]
+pub struct KeyHealth {
+    /// Milliseconds since the pool's epoch until which the key rests; 0 = available.
+    cooldown_until_ms: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct PoolKey {
+    pub id: i64,
+    pub name: String,
+    pub api_type: ApiType,
+    /// Normalized base URL (no trailing `/`, no `/v1`).
+    pub base_url: String,
+    secret: String,
+    health: Arc<KeyHealth>,
+}
+
+impl PoolKey {
+    /// The credential; only the request builder should read it. Never log it.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+}
+
+/// Which keys can serve a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eligible {
+    /// Routes only `openai` keys serve.
+    OpenAiOnly,
+    /// Chat completions, completions and embeddings with a model: Azure keys too.
+    OpenAiOrAzure,
+}
+
+pub struct KeyPool {
+    keys: ArcSwap<Vec<Arc<PoolKey>>>,
+    health: Mutex<HashMap<i64, Arc<KeyHealth>>>,
+    rr_openai: AtomicUsize,
+    rr_any: AtomicUsize,
+    epoch: Instant,
+    default_base: String,
+}
+
+impl KeyPool {
+    pub fn new(default_base: String) -> KeyPool {
+        KeyPool {
+            keys: ArcSwap::from_pointee(Vec::new()),
+            health: Mutex::new(HashMap::new()),
+            rr_openai: AtomicUsize::new(0),
+            rr_any: AtomicUsize::new(0),
+            epoch: Instant::now(),
+            default_base,
+        }
+    }
+
+    /// Replaces the snapshot with `keys` (the live keys in id order); cooldowns carry over.
+    pub fn replace(&self, keys: Vec<Key>) {
+        let mut health = match self.health.lock() {
+            Ok(h) => h,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let snapshot: Vec<Arc<PoolKey>> = keys
+            .into_iter()
+            .map(|k| {
+                let base_url = match (k.api_type, k.endpoint.trim()) {
+                    (ApiType::OpenAi, "") => self.default_base.clone(),
+                    (ApiType::OpenAi, e) => {
+                        endpoint::normalize_base(e).unwrap_or_else(|_| e.to_string())
+                    }
+                    (ApiType::Azure, e) => {
+                        endpoint::resolve_azure(e, &k.name).unwrap_or_else(|_| e.to_string())
+                    }
+                };
+                let h = health.entry(k.id).or_default().clone();
+                Arc::new(PoolKey {
+                    id: k.id,
+                    name: k.name,
+                    api_type: k.api_type,
+                    base_url,
+                    secret: k.key,
+                    health: h,
+                })
+            })
+            .collect();
+        health.retain(|id, _| snapshot.iter().any(|k| k.id == *id));
+        self.keys.store(Arc::new(snapshot));
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The next key for a request, skipping `tried` ones and preferring keys not cooling down.
+    /// When every candidate is cooling down, the one that recovers first is returned.
+    pub fn next_for(&self, eligible: Eligible, tried: &[i64]) -> Option<Arc<PoolKey>> {
+        let snapshot = self.keys.load();
+        let candidates: Vec<&Arc<PoolKey>> = snapshot
+            .iter()
+            .filter(|k| eligible == Eligible::OpenAiOrAzure || k.api_type == ApiType::OpenAi)
+            .filter(|k| !tried.contains(&k.id))
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let counter = match eligible {
+            Eligible::OpenAiOnly => &self.rr_openai,
+            Eligible::OpenAiOrAzure => &self.rr_any,
+        };
+        let start = counter.fetch_add(1, Ordering::Relaxed);
+        let now = self.now_ms();
+        let n = candidates.len();
+        let mut soonest: Option<(&Arc<PoolKey>, u64)> = None;
+        for i in 0..n {
+            let k = candidates[(start + i) % n];
+            let until = k.health.cooldown_until_ms.load(Ordering::Relaxed);
+            if until <= now {
+                return Some(k.clone());
+            }
+            if soonest.is_none_or(|(_, s)| until < s) {
+                soonest = Some((k, until));
+            }
+        }
+        soonest.map(|(k, _)| k.clone())
+    }
+
+    /// Rests `key` for `how_long` (never shortening a longer rest already set).
+    pub fn cool_down(&self, key: &PoolKey, how_long: Duration) {
+        let until = self
+            .now_ms()
+            .saturating_add(u64::try_from(how_long.as_millis()).unwrap_or(u64::MAX));
+        key.health
+            .cooldown_until_ms
+            .fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// Marks `key` healthy again after a success.
+    pub fn mark_ok(&self, key: &PoolKey) {
+        if key.health.cooldown_until_ms.load(Ordering::Relaxed) != 0 {
+            key.health.cooldown_until_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Remaining cooldown of key `id`, if it is resting.
+    pub fn cooldown_left(&self, id: i64) -> Option<Duration> {
+        let snapshot = self.keys.load();
+        let key = snapshot.iter().find(|k| k.id == id)?;
+        let until = key.health.cooldown_until_ms.load(Ordering::Relaxed);
+        let now = self.now_ms();
+        (until > now).then(|| Duration::from_millis(until - now))
+    }
+
+    pub fn has_key(&self, api_type: ApiType) -> bool {
+        self.keys.load().iter().any(|k| k.api_type == api_type)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: i64, api: ApiType) -> Key {
+        Key {
+            id,
+            key: format!("sk-{id}"),
+            name: format!("k{id}"),
+            api_type: api,
+            endpoint: if api == ApiType::Azure { "res".into() } else { String::new() },
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn round_robin_is_even_and_skips_cooling_keys() {
+        let pool = KeyPool::new("http://up".into());
+        pool.replace(vec![key(1, ApiType::OpenAi), key(2, ApiType::OpenAi), key(3, ApiType::Azure)]);
+        let ids: Vec<i64> = (0..6)
+            .map(|_| pool.next_for(Eligible::OpenAiOrAzure, &[]).unwrap().id)
+            .collect();
+        assert_eq!(ids, [1, 2, 3, 1, 2, 3]);
+        let only_openai: Vec<i64> = (0..4)
+            .map(|_| pool.next_for(Eligible::OpenAiOnly, &[]).unwrap().id)
+            .collect();
+        assert_eq!(only_openai, [1, 2, 1, 2]);
+        let k2 = pool.next_for(Eligible::OpenAiOnly, &[1]).unwrap();
+        pool.cool_down(&k2, Duration::from_secs(60));
+        assert!(pool.cooldown_left(2).is_some());
+        for _ in 0..4 {
+            assert_eq!(pool.next_for(Eligible::OpenAiOnly, &[]).unwrap().id, 1);
+        }
+        // Everything else tried: the resting key is still better than nothing.
+        assert_eq!(pool.next_for(Eligible::OpenAiOnly, &[1]).unwrap().id, 2);
+        // Cooldown survives a reload.
+        pool.replace(vec![key(1, ApiType::OpenAi), key(2, ApiType::OpenAi)]);
+        assert!(pool.cooldown_left(2).is_some());
+    }
+}

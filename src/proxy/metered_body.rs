@@ -1,0 +1,191 @@
+//! The response-body wrapper that meters exactly once.
+//!
+//! It forwards upstream bytes as they arrive (SSE event by event), remembers what metering
+//! needs, and hands one [`Finished`] to the recorder when the body ends, fails, idles out, or
+//! is dropped because the client went away — whichever comes first. The `Finished` is taken
+//! out of an `Option`, so no path can send it twice.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::Sleep;
+
+use crate::body::BoxError;
+use crate::metering::recorder::Recorder;
+use crate::metering::settle::{Finished, Observed};
+use crate::metering::usage::StreamMeter;
+
+/// JSON bodies larger than this are forwarded but not parsed for usage.
+const MAX_JSON_KEEP: usize = 32 * 1024 * 1024;
+
+/// How the body is observed.
+pub enum Mode {
+    /// Forward only (errors, binary bodies).
+    Plain,
+    /// Keep a copy of the JSON body for the recorder to parse.
+    Json { chunks: Vec<Bytes>, kept: usize },
+    /// Split SSE events; optionally drop the usage-only chunk catgate asked for.
+    Sse(Box<StreamMeter>),
+}
+
+impl Mode {
+    pub fn json() -> Mode {
+        Mode::Json {
+            chunks: Vec::new(),
+            kept: 0,
+        }
+    }
+}
+
+pub struct MeteredBody {
+    inner: reqwest::Body,
+    mode: Mode,
+    idle: Pin<Box<Sleep>>,
+    idle_timeout: Duration,
+    record: Option<Finished>,
+    recorder: Recorder,
+    started: Instant,
+}
+
+enum End {
+    Complete,
+    Failed,
+}
+
+impl MeteredBody {
+    pub fn new(
+        inner: reqwest::Body,
+        mode: Mode,
+        record: Finished,
+        recorder: Recorder,
+        started: Instant,
+        idle_timeout: Duration,
+    ) -> MeteredBody {
+        MeteredBody {
+            inner,
+            mode,
+            idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            idle_timeout,
+            record: Some(record),
+            recorder,
+            started,
+        }
+    }
+
+    /// Observes one chunk and returns what to forward.
+    fn observe(&mut self, data: Bytes) -> Bytes {
+        match &mut self.mode {
+            Mode::Plain => data,
+            Mode::Json { chunks, kept } => {
+                if *kept + data.len() <= MAX_JSON_KEEP {
+                    *kept += data.len();
+                    chunks.push(data.clone());
+                } else {
+                    chunks.clear();
+                    *kept = usize::MAX / 2;
+                }
+                data
+            }
+            Mode::Sse(meter) => meter.on_chunk(data),
+        }
+    }
+
+    /// Sends the record (once). Returns bytes still to forward at a clean end of an SSE body.
+    fn finish(&mut self, end: End) -> Bytes {
+        let Some(mut record) = self.record.take() else {
+            return Bytes::new();
+        };
+        let mut tail = Bytes::new();
+        let mode = std::mem::replace(&mut self.mode, Mode::Plain);
+        record.observed = match mode {
+            Mode::Plain => Observed::Nothing,
+            Mode::Json { chunks, kept } if kept <= MAX_JSON_KEEP => Observed::Body(chunks),
+            Mode::Json { .. } => Observed::Nothing,
+            Mode::Sse(mut meter) => {
+                if matches!(end, End::Complete) {
+                    tail = meter.on_end();
+                }
+                Observed::Stream(meter.finish())
+            }
+        };
+        record.latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.recorder.record(record);
+        tail
+    }
+}
+
+impl Body for MeteredBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.record.is_none() {
+            return Poll::Ready(None);
+        }
+        loop {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let deadline = tokio::time::Instant::now() + this.idle_timeout;
+                    this.idle.as_mut().reset(deadline);
+                    match frame.into_data() {
+                        Ok(data) => {
+                            let out = this.observe(data);
+                            if out.is_empty() {
+                                continue;
+                            }
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
+                        Err(other) => return Poll::Ready(Some(Ok(other))),
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "upstream body failed mid-response");
+                    this.finish(End::Failed);
+                    return Poll::Ready(Some(Err("upstream response failed".into())));
+                }
+                Poll::Ready(None) => {
+                    let tail = this.finish(End::Complete);
+                    if tail.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(tail))));
+                }
+                Poll::Pending => {
+                    if this.idle.as_mut().poll(cx).is_ready() {
+                        tracing::warn!(timeout = ?this.idle_timeout, "upstream went idle mid-response");
+                        this.finish(End::Failed);
+                        return Poll::Ready(Some(Err("upstream idle timeout".into())));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.record.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.mode {
+            // Stripping an event changes the length.
+            Mode::Sse(_) => SizeHint::default(),
+            _ => self.inner.size_hint(),
+        }
+    }
+}
+
+impl Drop for MeteredBody {
+    fn drop(&mut self) {
+        // The client went away (or the server is closing): record what was seen so far.
+        self.finish(End::Failed);
+    }
+}

@@ -1,0 +1,84 @@
+//! The `/v1` proxy: authenticate the member, read the body, forward with failover, meter.
+
+pub mod endpoint;
+pub mod forward;
+pub mod keys;
+pub mod metered_body;
+pub mod request;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::auth::bearer_token;
+use crate::body::{json as json_body, ResponseBody};
+use crate::error::ProxyError;
+use crate::router::{read_limited, ReadError};
+use crate::state::App;
+use crate::store::keys::ApiType;
+
+/// Handles one `/v1` request; errors catgate makes come back in OpenAI's shape.
+pub async fn handle(app: App, req: Request<Incoming>) -> Response<ResponseBody> {
+    match proxy(&app, req).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Routes whose streaming variant carries usage when `stream_options.include_usage` is set.
+fn streams_usage(path: &str) -> bool {
+    matches!(path, "/v1/chat/completions" | "/v1/completions")
+}
+
+async fn proxy(app: &App, req: Request<Incoming>) -> Result<Response<ResponseBody>, ProxyError> {
+    let caller = bearer_token(req.headers())
+        .and_then(|t| app.tokens.lookup(t))
+        .ok_or(ProxyError::InvalidApiKey)?;
+    let (parts, body) = req.into_parts();
+    let limit = app.config.upstream.max_request_bytes;
+    let body = read_limited(body, limit).await.map_err(|e| match e {
+        ReadError::TooLarge => ProxyError::PayloadTooLarge(limit),
+        ReadError::Io(m) => ProxyError::BadRequest(format!("Could not read the request body: {m}")),
+    })?;
+    let path = parts.uri.path().to_string();
+    let azure_only = !app.keys.has_key(ApiType::OpenAi) && app.keys.has_key(ApiType::Azure);
+    if parts.method == Method::GET && path == "/v1/models" && azure_only {
+        return Ok(local_models(app));
+    }
+    let inspected = request::inspect(&body);
+    let inject_usage =
+        inspected.stream && streams_usage(&path) && inspected.include_usage != Some(true);
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| path.clone(), |pq| pq.as_str().to_string());
+    let out = forward::Outbound {
+        method: parts.method,
+        path,
+        path_and_query,
+        headers: parts.headers,
+        body,
+        inspected,
+        inject_usage,
+    };
+    forward::send(app, caller.user_id, out).await
+}
+
+/// With only Azure keys there is no upstream `/v1/models`; answer with the models catgate
+/// knows how to price or route, in OpenAI's list shape.
+fn local_models(app: &App) -> Response<ResponseBody> {
+    let mut ids: Vec<&str> = app
+        .config
+        .prices
+        .iter()
+        .map(|(m, _)| m)
+        .chain(app.config.azure_deployments.keys().map(String::as_str))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let data: Vec<_> = ids
+        .into_iter()
+        .map(|id| json!({ "id": id, "object": "model", "created": 0, "owned_by": "catgate" }))
+        .collect();
+    json_body(StatusCode::OK, &json!({ "object": "list", "data": data }))
+}

@@ -1,0 +1,115 @@
+//! Shared state: immutable handles built once at start and cloned into every request.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::TokenIndex;
+use crate::config::Config;
+use crate::metering::recorder::Recorder;
+use crate::metering::settle::{warm_tokenizer, Settler};
+use crate::proxy::keys::KeyPool;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open database: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot build the upstream HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("cannot start the usage recorder: {0}")]
+    Recorder(#[from] std::io::Error),
+}
+
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub tokens: TokenIndex,
+    pub keys: KeyPool,
+    pub client: reqwest::Client,
+    pub recorder: Recorder,
+}
+
+pub type App = Arc<AppState>;
+
+impl AppState {
+    /// Opens the store, loads users and keys, starts the recorder.
+    pub fn start(config: Config) -> Result<App, StartError> {
+        let store = Store::open(&config.database)?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.upstream.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()?;
+        let spool = spool_path(&config.database);
+        let settler = Settler {
+            prices: Arc::new(config.prices.clone()),
+        };
+        let recorder = Recorder::start(store.clone(), settler, spool)?;
+        warm_tokenizer();
+        let state = AppState {
+            keys: KeyPool::new(config.upstream.openai_base_url.clone()),
+            config: Arc::new(config),
+            store,
+            tokens: TokenIndex::new(),
+            client,
+            recorder,
+        };
+        state.reload_users_blocking()?;
+        state.reload_keys_blocking()?;
+        Ok(Arc::new(state))
+    }
+
+    /// Runs blocking store work (and cache reloads) off the async runtime.
+    pub async fn blocking<T, F>(app: &App, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&AppState) -> Result<T, StoreError> + Send + 'static,
+    {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || f(&app))
+            .await
+            .map_err(|_| StoreError::Join)?
+    }
+
+    pub fn reload_users_blocking(&self) -> Result<(), StoreError> {
+        let users = self.store.list_users(true)?;
+        self.tokens.replace(&users);
+        Ok(())
+    }
+
+    pub fn reload_keys_blocking(&self) -> Result<(), StoreError> {
+        let keys = self.store.list_keys()?;
+        self.keys.replace(keys);
+        Ok(())
+    }
+
+    /// Picks up changes made by another process (the CLI) within a few seconds.
+    pub fn spawn_refresh(app: &App) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(app);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(app) = weak.upgrade() else { break };
+                let refreshed = tokio::task::spawn_blocking(move || {
+                    app.reload_users_blocking()?;
+                    app.reload_keys_blocking()
+                })
+                .await;
+                if let Ok(Err(e)) = refreshed {
+                    tracing::warn!(error = %e, "periodic reload of users and keys failed");
+                }
+            }
+        })
+    }
+}
+
+/// `catgate.db` → `catgate.db.usage-spool.jsonl`, next to the database.
+pub fn spool_path(db: &std::path::Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".usage-spool.jsonl");
+    db.with_file_name(name)
+}
