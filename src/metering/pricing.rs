@@ -122,3 +122,118 @@ pub fn canonical_model(model: &str) -> Cow<'_, str> {
         _ => Cow::Borrowed(model),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn matched(table: &PriceTable, model: &str) -> Option<String> {
+        table.lookup(model).map(|(name, _)| name.to_string())
+    }
+
+    #[test]
+    fn defaults_are_all_there_and_exact() {
+        let t = PriceTable::defaults();
+        assert_eq!(t.iter().count(), DEFAULTS.len());
+        let (_, p) = t.lookup("gpt-4o-mini").unwrap();
+        assert_eq!(p.input.to_string(), "0.00015");
+        assert_eq!(p.output.to_string(), "0.0006");
+        let names: Vec<&str> = t.iter().map(|(m, _)| m).collect();
+        assert_eq!(names.first(), Some(&"text-embedding-3-large"));
+        assert_eq!(names.last(), Some(&"o1"));
+    }
+
+    #[test]
+    fn longest_prefix_and_azure_names() {
+        let t = PriceTable::defaults();
+        for (model, want) in [
+            ("gpt-4o-mini-2024-07-18", Some("gpt-4o-mini")),
+            ("gpt-4o-2024-08-06", Some("gpt-4o")),
+            ("gpt-4-0613", Some("gpt-4")),
+            ("gpt-4-32k-0613", Some("gpt-4-32k")),
+            ("gpt-4-turbo-2024-04-09", Some("gpt-4-turbo")),
+            ("o1-mini-2024-09-12", Some("o1-mini")),
+            ("o1-2024-12-17", Some("o1")),
+            ("gpt-35-turbo", Some("gpt-3.5-turbo")),
+            ("gpt-35-turbo-16k", Some("gpt-3.5-turbo")),
+            ("gpt-3.5-turbo-0125", Some("gpt-3.5-turbo")),
+            ("text-embedding-3-small", Some("text-embedding-3-small")),
+            ("claude-3", None),
+            ("gpt-3", None),
+            ("", None),
+        ] {
+            assert_eq!(matched(&t, model).as_deref(), want, "{model}");
+        }
+    }
+
+    #[test]
+    fn exact_costs() {
+        let t = PriceTable::defaults();
+        // 10 × 0.0015 / 1000 + 45 × 0.002 / 1000 = 0.000015 + 0.00009
+        assert_eq!(t.cost("gpt-3.5-turbo", 10, 45), Some(d("0.000105")));
+        assert_eq!(
+            t.cost("gpt-35-turbo", 10, 45).unwrap().to_string(),
+            "0.000105"
+        );
+        // 1000 × 0.03 / 1000 + 500 × 0.06 / 1000
+        assert_eq!(t.cost("gpt-4-0613", 1000, 500), Some(d("0.06")));
+        // 7 × 0.00015 / 1000 + 3 × 0.0006 / 1000 = 0.00000105 + 0.0000018
+        assert_eq!(
+            t.cost("gpt-4o-mini-2024-07-18", 7, 3).unwrap().to_string(),
+            "0.00000285"
+        );
+        assert_eq!(
+            t.cost("text-embedding-3-small", 123, 0),
+            Some(d("0.00000246"))
+        );
+        assert_eq!(t.cost("gpt-4", 0, 0), Some(Decimal::ZERO));
+        assert_eq!(t.cost("unknown-model", 10, 10), None);
+        // Far beyond any real count, still no overflow panic.
+        assert!(t.cost("gpt-4", u64::MAX, u64::MAX).is_some());
+    }
+
+    #[test]
+    fn config_overrides_and_extends() {
+        let mut t = PriceTable::defaults();
+        let p = |i: &str, o: &str| Price {
+            input: d(i),
+            output: d(o),
+        };
+        t.insert("gpt-4o".into(), p("0.005", "0.015"));
+        t.insert("gpt-4o-2024-08-06".into(), p("0.0025", "0.01"));
+        t.insert("gpt-35-turbo".into(), p("0.001", "0.001"));
+        assert_eq!(
+            t.lookup("gpt-4o-2024-05-13"),
+            Some(("gpt-4o", p("0.005", "0.015")))
+        );
+        assert_eq!(
+            matched(&t, "gpt-4o-2024-08-06").as_deref(),
+            Some("gpt-4o-2024-08-06")
+        );
+        assert_eq!(matched(&t, "gpt-35-turbo").as_deref(), Some("gpt-35-turbo"));
+        assert_eq!(
+            matched(&t, "gpt-3.5-turbo").as_deref(),
+            Some("gpt-3.5-turbo")
+        );
+        let only = PriceTable::from_entries([("m".to_string(), p("1", "2"))]);
+        assert_eq!(only.cost("m-x", 1000, 1000), Some(d("3")));
+        assert_eq!(only.cost("gpt-4", 1, 1), None);
+    }
+
+    #[test]
+    fn canonical_names() {
+        assert_eq!(canonical_model("gpt-35-turbo"), "gpt-3.5-turbo");
+        assert_eq!(canonical_model("gpt-35-turbo-16k"), "gpt-3.5-turbo-16k");
+        assert_eq!(
+            canonical_model("gpt-35-turbo-instruct"),
+            "gpt-3.5-turbo-instruct"
+        );
+        assert!(matches!(canonical_model("gpt-4o"), Cow::Borrowed("gpt-4o")));
+        assert!(matches!(canonical_model("gpt-350"), Cow::Borrowed(_)));
+    }
+}

@@ -163,7 +163,11 @@ impl<'a> Iterator for Lines<'a> {
         let (line, rest) = match memchr2(b'\n', b'\r', self.0) {
             None => (self.0, &[][..]),
             Some(i) => {
-                let skip = if self.0[i..].starts_with(b"\r\n") { 2 } else { 1 };
+                let skip = if self.0[i..].starts_with(b"\r\n") {
+                    2
+                } else {
+                    1
+                };
                 (&self.0[..i], &self.0[i + skip..])
             }
         };
@@ -195,7 +199,12 @@ mod tests {
         let mut s = SseSplitter::default();
         let mut events = Vec::new();
         s.push(chunk.clone(), |e| events.push(e));
-        let want: [&[u8]; 4] = [b"data: a\n\n", b": ping\n\n", b"data: b\n\n", b"data: [DONE]\n\n"];
+        let want: [&[u8]; 4] = [
+            b"data: a\n\n",
+            b": ping\n\n",
+            b"data: b\n\n",
+            b"data: [DONE]\n\n",
+        ];
         assert_eq!(events, want);
         let inside = chunk.as_ptr_range();
         assert!(events.iter().all(|e| inside.contains(&e.as_ptr())));
@@ -205,9 +214,15 @@ mod tests {
     #[test]
     fn every_line_ending_style() {
         for (input, want) in [
-            (&b"data: a\r\n\r\ndata: b\r\n\r\n"[..], &[&b"data: a\r\n\r\n"[..], b"data: b\r\n\r\n"][..]),
+            (
+                &b"data: a\r\n\r\ndata: b\r\n\r\n"[..],
+                &[&b"data: a\r\n\r\n"[..], b"data: b\r\n\r\n"][..],
+            ),
             (b"data: a\r\rdata: b\r\r", &[b"data: a\r\r", b"data: b\r\r"]),
-            (b"data: a\n\r\ndata: b\r\n\n", &[b"data: a\n\r\n", b"data: b\r\n\n"]),
+            (
+                b"data: a\n\r\ndata: b\r\n\n",
+                &[b"data: a\n\r\n", b"data: b\r\n\n"],
+            ),
         ] {
             let (events, rest) = split(&[input]);
             // A trailing '\r' might still be followed by '\n': only `finish` can release it.
@@ -236,11 +251,17 @@ mod tests {
         assert_eq!(data(b"data:x\n\n"), Some(b"x".to_vec()));
         assert_eq!(data(b"data:  x\n\n"), Some(b" x".to_vec()));
         assert_eq!(data(b"data\n\n"), Some(Vec::new()));
-        assert_eq!(data(b"data: a\r\ndata:b\rdata: c\n\n"), Some(b"a\nb\nc".to_vec()));
+        assert_eq!(
+            data(b"data: a\r\ndata:b\rdata: c\n\n"),
+            Some(b"a\nb\nc".to_vec())
+        );
         assert_eq!(data(b"event: x\nid: 1\n: data: no\ndatum: no\n\n"), None);
         assert_eq!(data(b": ping\n\n"), None);
         assert_eq!(data(b"retry: 10\r\n\r\n"), None);
-        assert!(matches!(event_data(b"data: one\n\n"), Some(Cow::Borrowed(_))));
+        assert!(matches!(
+            event_data(b"data: one\n\n"),
+            Some(Cow::Borrowed(_))
+        ));
     }
 
     /// A realistic chat stream: 200 events with comments, `event:` lines and a multi-line

@@ -31,7 +31,11 @@ pub struct TokenizerError {
 
 impl fmt::Display for TokenizerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot load the {} encoding: {}", self.encoding, self.reason)
+        write!(
+            f,
+            "cannot load the {} encoding: {}",
+            self.encoding, self.reason
+        )
     }
 }
 
@@ -176,11 +180,19 @@ mod tests {
         // The cookbook prints 129 prompt tokens (num_tokens_from_messages and the API agree)
         // for gpt-3.5-turbo, gpt-4-0613 and gpt-4 (cl100k_base) ...
         for model in ["gpt-3.5-turbo", "gpt-35-turbo", "gpt-4-0613", "gpt-4"] {
-            assert_eq!(TOK.prompt_tokens(model, COOKBOOK_MESSAGES.as_bytes()), 129, "{model}");
+            assert_eq!(
+                TOK.prompt_tokens(model, COOKBOOK_MESSAGES.as_bytes()),
+                129,
+                "{model}"
+            );
         }
         // ... and 124 for gpt-4o and gpt-4o-mini (o200k_base).
         for model in ["gpt-4o", "gpt-4o-mini", "gpt-4o-mini-2024-07-18"] {
-            assert_eq!(TOK.prompt_tokens(model, COOKBOOK_MESSAGES.as_bytes()), 124, "{model}");
+            assert_eq!(
+                TOK.prompt_tokens(model, COOKBOOK_MESSAGES.as_bytes()),
+                124,
+                "{model}"
+            );
         }
     }
 
@@ -199,14 +211,37 @@ mod tests {
             assert_eq!(TOK.count("gpt-4o", text), o200k, "{text}");
         }
         // The token ids the cookbook prints for "tiktoken is great!".
-        assert_eq!(TOK.cl100k.encode_ordinary("tiktoken is great!"), [83, 1609, 5963, 374, 2294, 0]);
-        assert_eq!(TOK.o200k.encode_ordinary("tiktoken is great!"), [83, 8251, 2488, 382, 2212, 0]);
+        assert_eq!(
+            TOK.cl100k.encode_ordinary("tiktoken is great!"),
+            [83, 1609, 5963, 374, 2294, 0]
+        );
+        assert_eq!(
+            TOK.o200k.encode_ordinary("tiktoken is great!"),
+            [83, 8251, 2488, 382, 2212, 0]
+        );
     }
 
     #[test]
     fn encoding_choice() {
-        let o200k = ["gpt-4o", "chatgpt-4o-latest", "gpt-4.1-mini", "o1", "o1-mini", "o3-mini", "o4-mini-2025-04-16", "ft:gpt-4o-mini:org::x"];
-        let cl100k = ["gpt-4", "gpt-4-turbo", "gpt-3.5-turbo", "text-embedding-3-small", "o10", "omni", ""];
+        let o200k = [
+            "gpt-4o",
+            "chatgpt-4o-latest",
+            "gpt-4.1-mini",
+            "o1",
+            "o1-mini",
+            "o3-mini",
+            "o4-mini-2025-04-16",
+            "ft:gpt-4o-mini:org::x",
+        ];
+        let cl100k = [
+            "gpt-4",
+            "gpt-4-turbo",
+            "gpt-3.5-turbo",
+            "text-embedding-3-small",
+            "o10",
+            "omni",
+            "",
+        ];
         // 2 + 2 = 4 tokenizes the same in both; this string does not.
         let text = "お誕生日おめでとう";
         assert!(o200k.iter().all(|m| TOK.count(m, text) == 8));
@@ -223,13 +258,25 @@ mod tests {
         let user = TOK.count(m, "user");
         assert_eq!(TOK.prompt_tokens(m, parts.as_bytes()), 3 + user + great + 3);
         let null_content = r#"{"messages":[{"role":"assistant","content":null}]}"#;
-        assert_eq!(TOK.prompt_tokens(m, null_content.as_bytes()), 3 + TOK.count(m, "assistant") + 3);
+        assert_eq!(
+            TOK.prompt_tokens(m, null_content.as_bytes()),
+            3 + TOK.count(m, "assistant") + 3
+        );
         let prompt = r#"{"prompt":["tiktoken is great!","tiktoken is great!"]}"#;
         assert_eq!(TOK.prompt_tokens(m, prompt.as_bytes()), 2 * great);
-        assert_eq!(TOK.prompt_tokens(m, br#"{"input":"tiktoken is great!"}"#), great);
+        assert_eq!(
+            TOK.prompt_tokens(m, br#"{"input":"tiktoken is great!"}"#),
+            great
+        );
         assert_eq!(TOK.prompt_tokens(m, br#"{"input":[1,2,3]}"#), 3);
         assert_eq!(TOK.prompt_tokens(m, br#"{"input":[[1,2],[3]]}"#), 3);
-        for bad in [&b"nope"[..], b"[]", br#"{"messages":"x"}"#, br#"{"model":"m"}"#, b""] {
+        for bad in [
+            &b"nope"[..],
+            b"[]",
+            br#"{"messages":"x"}"#,
+            br#"{"model":"m"}"#,
+            b"",
+        ] {
             assert_eq!(TOK.prompt_tokens(m, bad), 0);
         }
     }

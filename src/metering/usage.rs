@@ -313,7 +313,9 @@ struct FunctionCall<'a> {
 impl Choice<'_> {
     fn append_to(&self, text: &mut String) {
         let message = self.delta.as_ref();
-        let calls = message.and_then(|m| m.tool_calls.as_deref()).unwrap_or_default();
+        let calls = message
+            .and_then(|m| m.tool_calls.as_deref())
+            .unwrap_or_default();
         let functions = calls
             .iter()
             .filter_map(|c| c.function.as_ref())
@@ -377,13 +379,20 @@ mod tests {
     }
 
     fn usage(p: u64, c: u64, t: u64) -> Option<Usage> {
-        Some(Usage { prompt_tokens: p, completion_tokens: c, total_tokens: t })
+        Some(Usage {
+            prompt_tokens: p,
+            completion_tokens: c,
+            total_tokens: t,
+        })
     }
 
     #[test]
     fn json_bodies() {
         let chat = br#"{"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":45,"total_tokens":55}}"#;
-        assert_eq!(from_json_body(chat), (usage(10, 45, 55), Some("gpt-4o".into())));
+        assert_eq!(
+            from_json_body(chat),
+            (usage(10, 45, 55), Some("gpt-4o".into()))
+        );
         let embed = br#"{"object":"list","model":"text-embedding-3-small","usage":{"prompt_tokens":5,"total_tokens":5}}"#;
         assert_eq!(from_json_body(embed).0, usage(5, 0, 5));
         let no_total = br#"{"usage":{"prompt_tokens":2,"completion_tokens":3}}"#;
@@ -402,7 +411,11 @@ mod tests {
             let mut meter = StreamMeter::new(strip);
             let (a, b) = stream.split_at(stream.len() / 2);
             let out = run(&mut meter, &[a, b]);
-            let want = if strip { stream.replace(&ev(USAGE), "") } else { stream.clone() };
+            let want = if strip {
+                stream.replace(&ev(USAGE), "")
+            } else {
+                stream.clone()
+            };
             assert_eq!(out, want);
             let o = meter.finish();
             assert_eq!(o.usage, usage(9, 12, 21));
@@ -421,7 +434,10 @@ mod tests {
         assert_eq!(out.len(), chunk.len() - "data: {\"par".len());
         assert_eq!(out.as_ptr(), chunk.as_ptr());
         assert_eq!(meter.on_chunk(Bytes::from_static(b"tial\n")), Bytes::new());
-        assert_eq!(meter.on_chunk(Bytes::from_static(b"\n")), "data: {\"partial\n\n");
+        assert_eq!(
+            meter.on_chunk(Bytes::from_static(b"\n")),
+            "data: {\"partial\n\n"
+        );
     }
 
     #[test]
@@ -479,7 +495,10 @@ mod tests {
         ]
         .map(|s: &'static str| Bytes::from_static(s.as_bytes()))
         .into();
-        assert_eq!(completion_text_from_stream(&stream), "get_weather{\"city\":1 legacyB");
+        assert_eq!(
+            completion_text_from_stream(&stream),
+            "get_weather{\"city\":1 legacyB"
+        );
         let body = br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"Hello \u00e9","tool_calls":[{"function":{"name":"f","arguments":"{}"}}]}},{"text":"x"}]}"#;
         assert_eq!(completion_text_from_body(body), "Hello \u{e9}f{}x");
         assert_eq!(completion_text_from_body(b"oops"), "");

@@ -3,3 +3,8 @@
 
 mod helpers;
 mod smoke;
+mod azure;
+mod failover;
+mod proxy;
+mod shutdown;
+mod streaming;

@@ -1,0 +1,253 @@
+//! `/v1` forwarding: auth, what goes upstream, what comes back, the usage row.
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+fn chat(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "Say hi"}]})
+}
+
+#[tokio::test]
+async fn non_stream_chat_is_forwarded_verbatim_and_metered_exactly() {
+    let app = spawn_app().await;
+    let (_, member) = app.with_team(1).await;
+    let raw = r#"{"model":"gpt-4o-mini", "messages":[{"role":"user","content":"hi"}],"temperature":0.7,"extra_field":{"a":[1,2]}}"#;
+    let resp = app
+        .http
+        .post(app.url("/v1/chat/completions?foo=bar"))
+        .bearer_auth(&member)
+        .header("content-type", "application/json")
+        .header("openai-organization", "org-client")
+        .header("x-custom", "kept")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    assert!(resp.headers().contains_key("x-catgate-request-id"));
+    let body: Value = resp.json_value().await;
+    assert_eq!(body, chat_completion("gpt-4o-mini", "Hello there!", Some((9, 12))));
+
+    let got = &app.mock.received()[0];
+    assert_eq!(got.path, "/v1/chat/completions");
+    assert_eq!(got.query.as_deref(), Some("foo=bar"));
+    assert_eq!(&got.body[..], raw.as_bytes(), "body forwarded byte for byte");
+    assert_eq!(got.header("authorization").as_deref(), Some("Bearer sk-1"));
+    assert_eq!(got.header("x-custom").as_deref(), Some("kept"));
+    assert_eq!(got.header("openai-organization"), None);
+    assert!(!format!("{:?}", got.headers).contains(&member), "client token leaked upstream");
+
+    let rows = app.usage_rows(1).await;
+    let r = &rows[0];
+    assert_eq!((r.prompt_tokens, r.completion_tokens, r.total_tokens), (9, 12, 21));
+    assert_eq!(r.model, "gpt-4o-mini");
+    assert_eq!(r.cost.to_string(), "0.00000855");
+    assert!(!r.estimated && !r.stream);
+    assert_eq!((r.status, r.attempts, r.user_id), (200, 1, 2));
+    assert_eq!(r.route, "/v1/chat/completions");
+}
+
+/// Reads a JSON body into a Value (reqwest's json feature is off).
+trait JsonValue {
+    async fn json_value(self) -> Value;
+}
+
+impl JsonValue for reqwest::Response {
+    async fn json_value(self) -> Value {
+        serde_json::from_str(&self.text().await.unwrap()).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn bad_tokens_get_openai_shaped_401() {
+    let app = spawn_app().await;
+    app.with_team(1).await;
+    let expected_code = json!("invalid_api_key");
+    for token in [None, Some("nope")] {
+        let (status, body) = app.call("POST", "/v1/chat/completions", token, Some(chat("gpt-4o"))).await;
+        assert_eq!(status, 401);
+        assert_eq!(body["error"]["code"], expected_code);
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["param"], Value::Null);
+    }
+    assert!(app.mock.received().is_empty());
+}
+
+#[tokio::test]
+async fn azure_style_api_key_header_authenticates() {
+    let app = spawn_app().await;
+    let (_, member) = app.with_team(1).await;
+    let resp = app
+        .http
+        .post(app.url("/v1/chat/completions"))
+        .header("api-key", &member)
+        .body(chat("gpt-4o-mini").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(app.mock.received()[0].header("api-key"), None);
+}
+
+#[tokio::test]
+async fn no_key_is_503_and_not_metered() {
+    let app = spawn_app().await;
+    let (_, member) = app.with_team(0).await;
+    let (status, body) = app.post("/v1/chat/completions", &member, chat("gpt-4o")).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "no_upstream_key");
+    assert_eq!(app.app.store.usage_records(10).unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn upstream_client_errors_pass_through_with_zero_cost_audit_row() {
+    let app = spawn_app().await;
+    let (_, member) = app.with_team(2).await;
+    let err = json!({"error":{"message":"bad model","type":"invalid_request_error","param":"model","code":"model_not_found"}});
+    app.mock.push(Reply::json(404, err.clone()).with_header("x-request-id", "req-9"));
+    let resp = app
+        .http
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&member)
+        .body(chat("gpt-9").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.headers()["x-request-id"], "req-9");
+    assert_eq!(resp.json_value().await, err);
+    assert_eq!(app.mock.received().len(), 1, "a 404 is the client's problem: no failover");
+    let rows = app.usage_rows(1).await;
+    assert_eq!((rows[0].status, rows[0].total_tokens), (404, 0));
+    assert_eq!(rows[0].cost.to_string(), "0");
+    assert_eq!(rows[0].model, "gpt-9");
+}
+
+#[tokio::test]
+async fn missing_usage_is_estimated_with_tiktoken() {
+    let app = spawn_app().await;
+    let (_, member) = app.with_team(1).await;
+    app.mock.push(Reply::json(200, chat_completion("gpt-3.5-turbo-0125", "Hello there!", None)));
+    let (status, _) = app.post("/v1/chat/completions", &member, chat("gpt-3.5-turbo")).await;
+    assert_eq!(status, 200);
+    let r = &app.usage_rows(1).await[0];
+    assert!(r.estimated);
+    // cl100k_base: "user" = 1, "Say hi" = 2 → 3 + 1 + 2 + 3 (primer) = 9; "Hello there!" = 3.
+    assert_eq!((r.prompt_tokens, r.completion_tokens, r.total_tokens), (9, 3, 12));
+    assert_eq!(r.model, "gpt-3.5-turbo-0125");
+    // 9 × 0.0015/1000 + 3 × 0.002/1000
+    assert_eq!(r.cost.to_string(), "0.0000195");
+}
+
+#[tokio::test]
+async fn embeddings_and_models_pass_through() {
+    let app = spawn_app().await;
+    let (_, member) = app.with_team(1).await;
+    app.mock.push(Reply::json(
+        200,
+        json!({"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1]}],
+               "model":"text-embedding-3-small","usage":{"prompt_tokens":5,"total_tokens":5}}),
+    ));
+    let (status, _) = app
+        .post("/v1/embeddings", &member, json!({"model":"text-embedding-3-small","input":"hello"}))
+        .await;
+    assert_eq!(status, 200);
+    let r = &app.usage_rows(1).await[0];
+    assert_eq!((r.prompt_tokens, r.completion_tokens, r.total_tokens), (5, 0, 5));
+    assert_eq!(r.cost.to_string(), "0.0000001");
+
+    let models = json!({"object":"list","data":[{"id":"gpt-4o","object":"model","created":1,"owned_by":"openai"}]});
+    app.mock.push(Reply::json(200, models.clone()));
+    let (status, body) = app.get("/v1/models", &member).await;
+    assert_eq!((status, body), (200, models));
+    let got = app.mock.received();
+    assert_eq!((got[1].method.as_str(), got[1].path.as_str()), ("GET", "/v1/models"));
+    assert_eq!(got[1].header("authorization").as_deref(), Some("Bearer sk-1"));
+}
+
+#[tokio::test]
+async fn multipart_and_binary_bodies_pass_untouched() {
+    let app = spawn_app().await;
+    let (_, member) = app.with_team(1).await;
+    let audio: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let mut speech = Reply::json(200, json!({}));
+    speech.headers = vec![("content-type".into(), "audio/mpeg".into())];
+    speech.parts = vec![Part::Bytes(audio.clone().into())];
+    app.mock.push(speech);
+    let resp = app
+        .http
+        .post(app.url("/v1/audio/speech"))
+        .bearer_auth(&member)
+        .body(json!({"model":"tts-1","input":"hi","voice":"alloy"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "audio/mpeg");
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), audio);
+
+    let multipart = b"--xyz\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--xyz--\r\n".to_vec();
+    app.mock.push(Reply::json(200, json!({"text":"hello"})));
+    let resp = app
+        .http
+        .post(app.url("/v1/audio/transcriptions"))
+        .bearer_auth(&member)
+        .header("content-type", "multipart/form-data; boundary=xyz")
+        .body(multipart.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let got = &app.mock.received()[1];
+    assert_eq!(got.body.to_vec(), multipart);
+    assert_eq!(got.header("content-type").as_deref(), Some("multipart/form-data; boundary=xyz"));
+    let rows = app.usage_rows(2).await;
+    assert!(rows.iter().all(|r| r.total_tokens == 0 && !r.estimated));
+}
+
+#[tokio::test]
+async fn oversized_request_is_413_in_openai_shape() {
+    let app = spawn_app_with("[upstream]\nmax_request_bytes = 1000").await;
+    let (_, member) = app.with_team(1).await;
+    let big = json!({"model":"gpt-4o","messages":[{"role":"user","content":"x".repeat(2000)}]});
+    let (status, body) = app.post("/v1/chat/completions", &member, big).await;
+    assert_eq!(status, 413);
+    assert_eq!(body["error"]["code"], "request_too_large");
+    assert!(app.mock.received().is_empty());
+}
+
+#[tokio::test]
+async fn round_robin_is_exactly_even_over_three_keys() {
+    let app = spawn_app().await;
+    let (_, member) = app.with_team(3).await;
+    for _ in 0..30 {
+        let (status, _) = app.post("/v1/chat/completions", &member, chat("gpt-4o-mini")).await;
+        assert_eq!(status, 200);
+    }
+    let mut counts = std::collections::BTreeMap::new();
+    for r in app.mock.received() {
+        *counts.entry(r.key()).or_insert(0) += 1;
+    }
+    let expected: std::collections::BTreeMap<String, i32> =
+        [("sk-1".to_string(), 10), ("sk-2".to_string(), 10), ("sk-3".to_string(), 10)].into();
+    assert_eq!(counts, expected);
+    assert_eq!(app.usage_rows(30).await.len(), 30);
+}
+
+#[tokio::test]
+async fn keys_added_and_deleted_take_effect_immediately() {
+    let app = spawn_app().await;
+    let (root, member) = app.with_team(1).await;
+    let k2 = app.add_key(&root, "key2", "sk-2").await;
+    for _ in 0..2 {
+        app.post("/v1/chat/completions", &member, chat("gpt-4o")).await;
+    }
+    let (status, _) = app.call("DELETE", &format!("/1/keys/{k2}"), Some(&root), None).await;
+    assert_eq!(status, 200);
+    for _ in 0..2 {
+        app.post("/v1/chat/completions", &member, chat("gpt-4o")).await;
+    }
+    let keys: Vec<String> = app.mock.received().iter().map(|r| r.key()).collect();
+    assert_eq!(keys, ["sk-1", "sk-2", "sk-1", "sk-1"]);
+}
