@@ -24,9 +24,12 @@ impl Caller {
     }
 }
 
+/// Token bytes and their owner, grouped by keyed hash.
+type Buckets = HashMap<u64, Vec<(Box<[u8]>, Caller)>>;
+
 struct Index {
     hasher: RandomState,
-    buckets: HashMap<u64, Vec<(Box<[u8]>, Caller)>>,
+    buckets: Buckets,
     any_user: bool,
 }
 
@@ -54,7 +57,7 @@ impl TokenIndex {
     /// Rebuilds the index from all users (deleted ones are left out but count for `any_user`).
     pub fn replace(&self, users: &[User]) {
         let hasher = RandomState::new();
-        let mut buckets: HashMap<u64, Vec<(Box<[u8]>, Caller)>> = HashMap::new();
+        let mut buckets = Buckets::new();
         for u in users.iter().filter(|u| !u.is_delete) {
             let caller = Caller { user_id: u.id };
             buckets

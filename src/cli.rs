@@ -120,8 +120,8 @@ pub fn execute(command: Command) -> Result<(), CliError> {
         Action::ExportUsers(file) => {
             let store = Store::open(&config.database)?;
             let users = store.list_users(true)?;
-            let text = serde_json::to_string_pretty(&users)
-                .map_err(|e| CliError::File(e.to_string()))?;
+            let text =
+                serde_json::to_string_pretty(&users).map_err(|e| CliError::File(e.to_string()))?;
             std::fs::write(&file, text + "\n")
                 .map_err(|e| CliError::File(format!("cannot write {}: {e}", file.display())))?;
             eprintln!("exported {} users to {}", users.len(), file.display());

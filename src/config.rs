@@ -208,11 +208,13 @@ fn upstream(raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
     }
     Ok(UpstreamConfig {
         openai_base_url,
-        azure_api_version: raw
-            .azure_api_version
-            .unwrap_or_else(|| "2024-06-01".into()),
+        azure_api_version: raw.azure_api_version.unwrap_or_else(|| "2024-06-01".into()),
         connect_timeout: secs("connect_timeout_secs", raw.connect_timeout_secs, 10.0)?,
-        first_byte_timeout: secs("first_byte_timeout_secs", raw.first_byte_timeout_secs, 600.0)?,
+        first_byte_timeout: secs(
+            "first_byte_timeout_secs",
+            raw.first_byte_timeout_secs,
+            600.0,
+        )?,
         idle_timeout: secs("idle_timeout_secs", raw.idle_timeout_secs, 300.0)?,
         max_attempts,
         cooldown_429: secs("cooldown_429_secs", raw.cooldown_429_secs, 30.0)?,

@@ -59,7 +59,10 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     app.recorder.shutdown().await;
     let store = app.store.clone();
     let _ = tokio::task::spawn_blocking(move || store.checkpoint()).await;
-    tracing::info!(records = app.recorder.written(), "usage recorder drained; bye");
+    tracing::info!(
+        records = app.recorder.written(),
+        "usage recorder drained; bye"
+    );
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -36,7 +36,9 @@ pub fn current_month() -> (Date, Date) {
     let today = OffsetDateTime::now_utc().date();
     let first = today.replace_day(1).unwrap_or(today);
     let next = match first.month() {
-        time::Month::December => Date::from_calendar_date(first.year() + 1, time::Month::January, 1),
+        time::Month::December => {
+            Date::from_calendar_date(first.year() + 1, time::Month::January, 1)
+        }
         m => Date::from_calendar_date(first.year(), m.next(), 1),
     }
     .unwrap_or(first);

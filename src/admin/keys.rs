@@ -50,7 +50,9 @@ pub async fn add(app: &App, input: KeyInput) -> Answer {
     let secret = input.key.unwrap_or_default().trim().to_string();
     let name = input.name.unwrap_or_default().trim().to_string();
     if secret.is_empty() || name.is_empty() {
-        return Err(AdminError::BadRequest("`key` and `name` are required".into()));
+        return Err(AdminError::BadRequest(
+            "`key` and `name` are required".into(),
+        ));
     }
     let api_type = match input.api_type.as_deref().map(str::trim) {
         None | Some("") => ApiType::OpenAi,

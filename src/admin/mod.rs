@@ -95,7 +95,8 @@ async fn json_body<T: DeserializeOwned>(body: Incoming) -> Result<T, AdminError>
         ReadError::TooLarge => AdminError::PayloadTooLarge,
         ReadError::Io(e) => AdminError::BadRequest(format!("cannot read body: {e}")),
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 /// The value of query parameter `name`, percent-decoded.

@@ -73,9 +73,10 @@ pub async fn all(app: &App, _root: Caller, query: &str) -> Answer {
 
 pub async fn mine(app: &App, caller: Caller, query: &str) -> Answer {
     let (from, to) = window(query)?;
-    let total =
-        AppState::blocking(app, move |s| s.store.user_usage_total(caller.user_id, &from, &to))
-            .await?;
+    let total = AppState::blocking(app, move |s| {
+        s.store.user_usage_total(caller.user_id, &from, &to)
+    })
+    .await?;
     Ok(json(StatusCode::OK, &[row(total)]))
 }
 

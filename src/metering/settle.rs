@@ -99,7 +99,10 @@ fn tokens(f: &Finished) -> (Usage, Option<String>, bool) {
     if !ESTIMABLE.contains(&f.route.as_str()) {
         return (Usage::default(), model, false);
     }
-    let name = model.as_deref().or(f.request_model.as_deref()).unwrap_or("");
+    let name = model
+        .as_deref()
+        .or(f.request_model.as_deref())
+        .unwrap_or("");
     let Some(tok) = tokenizer() else {
         return (Usage::default(), model, true);
     };

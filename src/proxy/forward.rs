@@ -74,7 +74,11 @@ enum Attempt {
 
 /// Sends `out` for `user_id`, failing over across keys; always writes one usage record once
 /// an upstream was tried.
-pub async fn send(app: &App, user_id: i64, out: Outbound) -> Result<Response<ResponseBody>, ProxyError> {
+pub async fn send(
+    app: &App,
+    user_id: i64,
+    out: Outbound,
+) -> Result<Response<ResponseBody>, ProxyError> {
     let started = Instant::now();
     let created_at = crate::timestamp::now();
     let eligible = match (endpoint::azure_operation(&out.path), &out.inspected.model) {
@@ -146,13 +150,18 @@ async fn attempt(app: &App, key: &PoolKey, out: &Outbound) -> Attempt {
             body_for(out, true),
         ),
         ApiType::Azure => {
-            let (Some(op), Some(model)) = (endpoint::azure_operation(&out.path), &out.inspected.model)
+            let (Some(op), Some(model)) =
+                (endpoint::azure_operation(&out.path), &out.inspected.model)
             else {
                 return Attempt::Failed(ProxyError::NoUpstreamKey);
             };
             let deployment = endpoint::azure_deployment(model, &app.config.azure_deployments);
-            let url = endpoint::azure_url(&key.base_url, &deployment, op, &upstream.azure_api_version);
-            (url, body_for(out, azure_streams_usage(&upstream.azure_api_version)))
+            let url =
+                endpoint::azure_url(&key.base_url, &deployment, op, &upstream.azure_api_version);
+            (
+                url,
+                body_for(out, azure_streams_usage(&upstream.azure_api_version)),
+            )
         }
     };
     let mut headers = HeaderMap::with_capacity(out.headers.len() + 1);
@@ -237,7 +246,9 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let num = |name: &str| -> Option<f64> {
         headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok()
     };
-    let secs = num("retry-after-ms").map(|ms| ms / 1000.0).or_else(|| num("retry-after"))?;
+    let secs = num("retry-after-ms")
+        .map(|ms| ms / 1000.0)
+        .or_else(|| num("retry-after"))?;
     (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
 }
 
@@ -286,7 +297,8 @@ fn respond(
         app.config.upstream.idle_timeout,
     );
     let mut response = Response::new(ResponseBody::Metered(Box::new(body)));
-    *response.status_mut() = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    *response.status_mut() =
+        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     *response.headers_mut() = headers;
     response
 }

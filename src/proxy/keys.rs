@@ -179,7 +179,11 @@ mod tests {
             key: format!("sk-{id}"),
             name: format!("k{id}"),
             api_type: api,
-            endpoint: if api == ApiType::Azure { "res".into() } else { String::new() },
+            endpoint: if api == ApiType::Azure {
+                "res".into()
+            } else {
+                String::new()
+            },
             created_at: String::new(),
             updated_at: String::new(),
         }
@@ -188,7 +192,11 @@ mod tests {
     #[test]
     fn round_robin_is_even_and_skips_cooling_keys() {
         let pool = KeyPool::new("http://up".into());
-        pool.replace(vec![key(1, ApiType::OpenAi), key(2, ApiType::OpenAi), key(3, ApiType::Azure)]);
+        pool.replace(vec![
+            key(1, ApiType::OpenAi),
+            key(2, ApiType::OpenAi),
+            key(3, ApiType::Azure),
+        ]);
         let ids: Vec<i64> = (0..6)
             .map(|_| pool.next_for(Eligible::OpenAiOrAzure, &[]).unwrap().id)
             .collect();

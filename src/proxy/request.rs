@@ -99,7 +99,9 @@ mod tests {
 
     #[test]
     fn rewrites_existing_stream_options() {
-        let body = Bytes::from_static(br#"{"model":"m","stream":true,"stream_options":{"include_usage":false}}"#);
+        let body = Bytes::from_static(
+            br#"{"model":"m","stream":true,"stream_options":{"include_usage":false}}"#,
+        );
         let out = with_include_usage(&body, &inspect(&body)).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["stream_options"]["include_usage"], true);

@@ -17,21 +17,38 @@ async fn chat_goes_to_the_deployment_url_with_api_key() {
     let root = app.init_root().await;
     let (_, member) = app.add_user(&root, "alice").await;
     add_azure_key(&app, &root, "az").await;
-    app.mock.on(|_| Reply::json(200, chat_completion("gpt-35-turbo", "Hi", Some((10, 45)))));
+    app.mock
+        .on(|_| Reply::json(200, chat_completion("gpt-35-turbo", "Hi", Some((10, 45)))));
     let req = json!({"model":"gpt-3.5-turbo","messages":[{"role":"user","content":"hi"}]});
     let (status, _) = app.post("/v1/chat/completions", &member, req.clone()).await;
     assert_eq!(status, 200);
-    app.post("/v1/chat/completions", &member, json!({"model":"gpt-4o","messages":[]})).await;
-    app.post("/v1/embeddings", &member, json!({"model":"text-embedding-3-small","input":"x"})).await;
+    app.post(
+        "/v1/chat/completions",
+        &member,
+        json!({"model":"gpt-4o","messages":[]}),
+    )
+    .await;
+    app.post(
+        "/v1/embeddings",
+        &member,
+        json!({"model":"text-embedding-3-small","input":"x"}),
+    )
+    .await;
 
     let got = app.mock.received();
-    assert_eq!(got[0].path, "/openai/deployments/gpt-35-turbo/chat/completions");
+    assert_eq!(
+        got[0].path,
+        "/openai/deployments/gpt-35-turbo/chat/completions"
+    );
     assert_eq!(got[0].query.as_deref(), Some("api-version=2024-06-01"));
     assert_eq!(got[0].header("api-key").as_deref(), Some("az-secret"));
     assert_eq!(got[0].header("authorization"), None);
     assert_eq!(got[0].json(), req);
     assert_eq!(got[1].path, "/openai/deployments/prod-4o/chat/completions");
-    assert_eq!(got[2].path, "/openai/deployments/text-embedding-3-small/embeddings");
+    assert_eq!(
+        got[2].path,
+        "/openai/deployments/text-embedding-3-small/embeddings"
+    );
 
     // Azure names the model gpt-35-turbo; it is priced as gpt-3.5-turbo:
     // 10 × 0.0015/1000 + 45 × 0.002/1000 = 0.000105.
@@ -47,7 +64,11 @@ async fn azure_keys_do_not_serve_other_routes() {
     let (_, member) = app.add_user(&root, "alice").await;
     add_azure_key(&app, &root, "az").await;
     let (status, body) = app
-        .post("/v1/images/generations", &member, json!({"model":"dall-e-3","prompt":"cat"}))
+        .post(
+            "/v1/images/generations",
+            &member,
+            json!({"model":"dall-e-3","prompt":"cat"}),
+        )
         .await;
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "no_upstream_key");
@@ -55,8 +76,16 @@ async fn azure_keys_do_not_serve_other_routes() {
     let (status, body) = app.get("/v1/models", &member).await;
     assert_eq!(status, 200);
     assert_eq!(body["object"], "list");
-    let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
-    assert!(ids.contains(&"gpt-4o-mini") && ids.contains(&"gpt-3.5-turbo"), "{ids:?}");
+    let ids: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"gpt-4o-mini") && ids.contains(&"gpt-3.5-turbo"),
+        "{ids:?}"
+    );
     assert!(app.mock.received().is_empty());
 }
 
@@ -70,7 +99,8 @@ async fn content_filter_chunks_pass_and_old_api_versions_get_no_stream_options()
     let delta = r#"data: {"choices":[{"delta":{"content":"Hello"},"index":0,"content_filter_results":{}}],"model":"gpt-4o-2024-05-13","object":"chat.completion.chunk"}"#;
     let stream = format!("{filter}\n\n{delta}\n\ndata: [DONE]\n\n");
     app.mock.push(Reply::sse(&[&stream]));
-    let req = json!({"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Say hi"}]});
+    let req =
+        json!({"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Say hi"}]});
     let resp = app
         .http
         .post(app.url("/v1/chat/completions"))
@@ -81,7 +111,10 @@ async fn content_filter_chunks_pass_and_old_api_versions_get_no_stream_options()
         .unwrap();
     assert_eq!(resp.text().await.unwrap(), stream);
     let sent: Value = app.mock.received()[0].json();
-    assert_eq!(sent, req, "api-version 2024-06-01 rejects stream_options, so none is added");
+    assert_eq!(
+        sent, req,
+        "api-version 2024-06-01 rejects stream_options, so none is added"
+    );
     let r = &app.usage_rows(1).await[0];
     assert!(r.estimated);
     assert_eq!(r.model, "gpt-4o-2024-05-13");

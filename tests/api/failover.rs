@@ -11,7 +11,10 @@ fn chat() -> Value {
 }
 
 fn rate_limited() -> Reply {
-    Reply::json(429, json!({"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}))
+    Reply::json(
+        429,
+        json!({"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}),
+    )
 }
 
 async fn key_cooldowns(app: &TestApp, root: &str) -> Vec<(String, u64)> {
@@ -19,7 +22,12 @@ async fn key_cooldowns(app: &TestApp, root: &str) -> Vec<(String, u64)> {
     keys.as_array()
         .unwrap()
         .iter()
-        .map(|k| (k["name"].as_str().unwrap().to_string(), k["cooldownSecs"].as_u64().unwrap()))
+        .map(|k| {
+            (
+                k["name"].as_str().unwrap().to_string(),
+                k["cooldownSecs"].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -53,8 +61,15 @@ async fn rate_limited_key_fails_over_and_rests_for_retry_after() {
     assert!(later.iter().all(|k| k != "sk-1"), "{later:?}");
 
     let rows = app.usage_rows(5).await;
-    assert_eq!((rows[0].attempts, rows[0].status, rows[0].total_tokens), (2, 200, 21));
-    assert_eq!(rows.len(), 5, "one record per client request, not per attempt");
+    assert_eq!(
+        (rows[0].attempts, rows[0].status, rows[0].total_tokens),
+        (2, 200, 21)
+    );
+    assert_eq!(
+        rows.len(),
+        5,
+        "one record per client request, not per attempt"
+    );
 }
 
 #[tokio::test]
@@ -83,7 +98,10 @@ async fn all_keys_failing_returns_the_last_upstream_answer() {
     let app = spawn_app().await;
     let (_, member) = app.with_team(3).await;
     app.mock.on(|_| {
-        Reply::json(500, json!({"error":{"message":"boom","type":"server_error","param":null,"code":null}}))
+        Reply::json(
+            500,
+            json!({"error":{"message":"boom","type":"server_error","param":null,"code":null}}),
+        )
     });
     let (status, body) = app.post("/v1/chat/completions", &member, chat()).await;
     assert_eq!(status, 500);
@@ -125,7 +143,8 @@ async fn slow_first_byte_times_out_and_fails_over() {
 async fn timeout_on_every_key_is_504_in_openai_shape() {
     let app = spawn_app_with("[upstream]\nfirst_byte_timeout_secs = 0.2").await;
     let (_, member) = app.with_team(1).await;
-    app.mock.on(|r| default_reply(r).with_head_delay(Duration::from_secs(3)));
+    app.mock
+        .on(|r| default_reply(r).with_head_delay(Duration::from_secs(3)));
     let (status, body) = app.post("/v1/chat/completions", &member, chat()).await;
     assert_eq!(status, 504);
     assert_eq!(body["error"]["code"], "upstream_timeout");
@@ -139,7 +158,10 @@ async fn unreachable_upstream_is_502_and_fails_over() {
     let root = app.init_root().await;
     let (_, member) = app.add_user(&root, "bob").await;
     // A port nobody listens on: bind, note it, close.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let body = json!({"key":"sk-dead","name":"dead","endpoint": format!("http://{dead}")});
     assert_eq!(app.post("/1/keys", &root, body).await.0, 200);
     let (status, body) = app.post("/v1/chat/completions", &member, chat()).await;

@@ -144,7 +144,9 @@ impl Mock {
         let m = mock.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { break };
+                let Ok((stream, _)) = listener.accept().await else {
+                    break;
+                };
                 let m = m.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
@@ -184,9 +186,16 @@ impl Mock {
         self.release.notify_one();
     }
 
-    async fn answer(&self, req: http::Request<hyper::body::Incoming>) -> http::Response<ChannelBody> {
+    async fn answer(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> http::Response<ChannelBody> {
         let (parts, body) = req.into_parts();
-        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         let received = Received {
             method: parts.method.to_string(),
             path: parts.uri.path().to_string(),
@@ -254,7 +263,10 @@ impl Body for ChannelBody {
 
 /// Default: a chat completion with usage 9/12/21 for the requested model.
 pub fn default_reply(req: &Received) -> Reply {
-    let model = req.json()["model"].as_str().unwrap_or("gpt-4o-mini").to_string();
+    let model = req.json()["model"]
+        .as_str()
+        .unwrap_or("gpt-4o-mini")
+        .to_string();
     Reply::json(200, chat_completion(&model, "Hello there!", Some((9, 12))))
 }
 
@@ -303,11 +315,12 @@ pub struct TestApp {
 pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
     let mock = Mock::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let toml = format!(
-        "listen = \"127.0.0.1:0\"\ndatabase = \"catgate.db\"\n{extra_toml}\n"
-    );
+    let toml = format!("listen = \"127.0.0.1:0\"\ndatabase = \"catgate.db\"\n{extra_toml}\n");
     let toml = if extra_toml.contains("[upstream]") {
-        toml.replace("[upstream]", &format!("[upstream]\nopenai_base_url = \"{}\"", mock.url()))
+        toml.replace(
+            "[upstream]",
+            &format!("[upstream]\nopenai_base_url = \"{}\"", mock.url()),
+        )
     } else {
         format!("{toml}\n[upstream]\nopenai_base_url = \"{}\"\n", mock.url())
     };
@@ -344,10 +357,14 @@ impl TestApp {
     }
 
     /// Sends a request; returns (status, JSON body or Null).
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), self.url(path));
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method.parse().unwrap(), self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -359,7 +376,10 @@ impl TestApp {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
@@ -380,12 +400,16 @@ impl TestApp {
     pub async fn add_user(&self, root: &str, name: &str) -> (i64, String) {
         let (status, body) = self.post("/1/users", root, json!({ "name": name })).await;
         assert_eq!(status, 200, "{body}");
-        (body["id"].as_i64().unwrap(), body["token"].as_str().unwrap().to_string())
+        (
+            body["id"].as_i64().unwrap(),
+            body["token"].as_str().unwrap().to_string(),
+        )
     }
 
     /// Adds an openai key pointing at the mock.
     pub async fn add_key(&self, root: &str, name: &str, secret: &str) -> i64 {
-        let body = json!({"key": secret, "name": name, "api_type": "openai", "endpoint": self.mock.url()});
+        let body =
+            json!({"key": secret, "name": name, "api_type": "openai", "endpoint": self.mock.url()});
         let (status, body) = self.post("/1/keys", root, body).await;
         assert_eq!(status, 200, "{body}");
         body["id"].as_i64().unwrap()
@@ -396,7 +420,8 @@ impl TestApp {
         let root = self.init_root().await;
         let (_, member) = self.add_user(&root, "alice").await;
         for i in 1..=keys {
-            self.add_key(&root, &format!("key{i}"), &format!("sk-{i}")).await;
+            self.add_key(&root, &format!("key{i}"), &format!("sk-{i}"))
+                .await;
         }
         (root, member)
     }

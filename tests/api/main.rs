@@ -1,10 +1,10 @@
 //! Integration tests: catgate on 127.0.0.1:0 with a temp database and a scripted mock
 //! upstream, driven over HTTP the way clients drive it.
 
-mod helpers;
-mod smoke;
 mod azure;
 mod failover;
+mod helpers;
 mod proxy;
 mod shutdown;
+mod smoke;
 mod streaming;

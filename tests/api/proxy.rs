@@ -28,20 +28,33 @@ async fn non_stream_chat_is_forwarded_verbatim_and_metered_exactly() {
     assert_eq!(resp.headers()["content-type"], "application/json");
     assert!(resp.headers().contains_key("x-catgate-request-id"));
     let body: Value = resp.json_value().await;
-    assert_eq!(body, chat_completion("gpt-4o-mini", "Hello there!", Some((9, 12))));
+    assert_eq!(
+        body,
+        chat_completion("gpt-4o-mini", "Hello there!", Some((9, 12)))
+    );
 
     let got = &app.mock.received()[0];
     assert_eq!(got.path, "/v1/chat/completions");
     assert_eq!(got.query.as_deref(), Some("foo=bar"));
-    assert_eq!(&got.body[..], raw.as_bytes(), "body forwarded byte for byte");
+    assert_eq!(
+        &got.body[..],
+        raw.as_bytes(),
+        "body forwarded byte for byte"
+    );
     assert_eq!(got.header("authorization").as_deref(), Some("Bearer sk-1"));
     assert_eq!(got.header("x-custom").as_deref(), Some("kept"));
     assert_eq!(got.header("openai-organization"), None);
-    assert!(!format!("{:?}", got.headers).contains(&member), "client token leaked upstream");
+    assert!(
+        !format!("{:?}", got.headers).contains(&member),
+        "client token leaked upstream"
+    );
 
     let rows = app.usage_rows(1).await;
     let r = &rows[0];
-    assert_eq!((r.prompt_tokens, r.completion_tokens, r.total_tokens), (9, 12, 21));
+    assert_eq!(
+        (r.prompt_tokens, r.completion_tokens, r.total_tokens),
+        (9, 12, 21)
+    );
     assert_eq!(r.model, "gpt-4o-mini");
     assert_eq!(r.cost.to_string(), "0.00000855");
     assert!(!r.estimated && !r.stream);
@@ -66,7 +79,9 @@ async fn bad_tokens_get_openai_shaped_401() {
     app.with_team(1).await;
     let expected_code = json!("invalid_api_key");
     for token in [None, Some("nope")] {
-        let (status, body) = app.call("POST", "/v1/chat/completions", token, Some(chat("gpt-4o"))).await;
+        let (status, body) = app
+            .call("POST", "/v1/chat/completions", token, Some(chat("gpt-4o")))
+            .await;
         assert_eq!(status, 401);
         assert_eq!(body["error"]["code"], expected_code);
         assert_eq!(body["error"]["type"], "invalid_request_error");
@@ -95,7 +110,9 @@ async fn azure_style_api_key_header_authenticates() {
 async fn no_key_is_503_and_not_metered() {
     let app = spawn_app().await;
     let (_, member) = app.with_team(0).await;
-    let (status, body) = app.post("/v1/chat/completions", &member, chat("gpt-4o")).await;
+    let (status, body) = app
+        .post("/v1/chat/completions", &member, chat("gpt-4o"))
+        .await;
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "no_upstream_key");
     assert_eq!(app.app.store.usage_records(10).unwrap().len(), 0);
@@ -106,7 +123,8 @@ async fn upstream_client_errors_pass_through_with_zero_cost_audit_row() {
     let app = spawn_app().await;
     let (_, member) = app.with_team(2).await;
     let err = json!({"error":{"message":"bad model","type":"invalid_request_error","param":"model","code":"model_not_found"}});
-    app.mock.push(Reply::json(404, err.clone()).with_header("x-request-id", "req-9"));
+    app.mock
+        .push(Reply::json(404, err.clone()).with_header("x-request-id", "req-9"));
     let resp = app
         .http
         .post(app.url("/v1/chat/completions"))
@@ -118,7 +136,11 @@ async fn upstream_client_errors_pass_through_with_zero_cost_audit_row() {
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.headers()["x-request-id"], "req-9");
     assert_eq!(resp.json_value().await, err);
-    assert_eq!(app.mock.received().len(), 1, "a 404 is the client's problem: no failover");
+    assert_eq!(
+        app.mock.received().len(),
+        1,
+        "a 404 is the client's problem: no failover"
+    );
     let rows = app.usage_rows(1).await;
     assert_eq!((rows[0].status, rows[0].total_tokens), (404, 0));
     assert_eq!(rows[0].cost.to_string(), "0");
@@ -129,13 +151,21 @@ async fn upstream_client_errors_pass_through_with_zero_cost_audit_row() {
 async fn missing_usage_is_estimated_with_tiktoken() {
     let app = spawn_app().await;
     let (_, member) = app.with_team(1).await;
-    app.mock.push(Reply::json(200, chat_completion("gpt-3.5-turbo-0125", "Hello there!", None)));
-    let (status, _) = app.post("/v1/chat/completions", &member, chat("gpt-3.5-turbo")).await;
+    app.mock.push(Reply::json(
+        200,
+        chat_completion("gpt-3.5-turbo-0125", "Hello there!", None),
+    ));
+    let (status, _) = app
+        .post("/v1/chat/completions", &member, chat("gpt-3.5-turbo"))
+        .await;
     assert_eq!(status, 200);
     let r = &app.usage_rows(1).await[0];
     assert!(r.estimated);
     // cl100k_base: "user" = 1, "Say hi" = 2 → 3 + 1 + 2 + 3 (primer) = 9; "Hello there!" = 3.
-    assert_eq!((r.prompt_tokens, r.completion_tokens, r.total_tokens), (9, 3, 12));
+    assert_eq!(
+        (r.prompt_tokens, r.completion_tokens, r.total_tokens),
+        (9, 3, 12)
+    );
     assert_eq!(r.model, "gpt-3.5-turbo-0125");
     // 9 × 0.0015/1000 + 3 × 0.002/1000
     assert_eq!(r.cost.to_string(), "0.0000195");
@@ -151,11 +181,18 @@ async fn embeddings_and_models_pass_through() {
                "model":"text-embedding-3-small","usage":{"prompt_tokens":5,"total_tokens":5}}),
     ));
     let (status, _) = app
-        .post("/v1/embeddings", &member, json!({"model":"text-embedding-3-small","input":"hello"}))
+        .post(
+            "/v1/embeddings",
+            &member,
+            json!({"model":"text-embedding-3-small","input":"hello"}),
+        )
         .await;
     assert_eq!(status, 200);
     let r = &app.usage_rows(1).await[0];
-    assert_eq!((r.prompt_tokens, r.completion_tokens, r.total_tokens), (5, 0, 5));
+    assert_eq!(
+        (r.prompt_tokens, r.completion_tokens, r.total_tokens),
+        (5, 0, 5)
+    );
     assert_eq!(r.cost.to_string(), "0.0000001");
 
     let models = json!({"object":"list","data":[{"id":"gpt-4o","object":"model","created":1,"owned_by":"openai"}]});
@@ -163,8 +200,14 @@ async fn embeddings_and_models_pass_through() {
     let (status, body) = app.get("/v1/models", &member).await;
     assert_eq!((status, body), (200, models));
     let got = app.mock.received();
-    assert_eq!((got[1].method.as_str(), got[1].path.as_str()), ("GET", "/v1/models"));
-    assert_eq!(got[1].header("authorization").as_deref(), Some("Bearer sk-1"));
+    assert_eq!(
+        (got[1].method.as_str(), got[1].path.as_str()),
+        ("GET", "/v1/models")
+    );
+    assert_eq!(
+        got[1].header("authorization").as_deref(),
+        Some("Bearer sk-1")
+    );
 }
 
 #[tokio::test]
@@ -187,7 +230,9 @@ async fn multipart_and_binary_bodies_pass_untouched() {
     assert_eq!(resp.headers()["content-type"], "audio/mpeg");
     assert_eq!(resp.bytes().await.unwrap().to_vec(), audio);
 
-    let multipart = b"--xyz\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--xyz--\r\n".to_vec();
+    let multipart =
+        b"--xyz\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--xyz--\r\n"
+            .to_vec();
     app.mock.push(Reply::json(200, json!({"text":"hello"})));
     let resp = app
         .http
@@ -201,7 +246,10 @@ async fn multipart_and_binary_bodies_pass_untouched() {
     assert_eq!(resp.status(), 200);
     let got = &app.mock.received()[1];
     assert_eq!(got.body.to_vec(), multipart);
-    assert_eq!(got.header("content-type").as_deref(), Some("multipart/form-data; boundary=xyz"));
+    assert_eq!(
+        got.header("content-type").as_deref(),
+        Some("multipart/form-data; boundary=xyz")
+    );
     let rows = app.usage_rows(2).await;
     assert!(rows.iter().all(|r| r.total_tokens == 0 && !r.estimated));
 }
@@ -222,15 +270,21 @@ async fn round_robin_is_exactly_even_over_three_keys() {
     let app = spawn_app().await;
     let (_, member) = app.with_team(3).await;
     for _ in 0..30 {
-        let (status, _) = app.post("/v1/chat/completions", &member, chat("gpt-4o-mini")).await;
+        let (status, _) = app
+            .post("/v1/chat/completions", &member, chat("gpt-4o-mini"))
+            .await;
         assert_eq!(status, 200);
     }
     let mut counts = std::collections::BTreeMap::new();
     for r in app.mock.received() {
         *counts.entry(r.key()).or_insert(0) += 1;
     }
-    let expected: std::collections::BTreeMap<String, i32> =
-        [("sk-1".to_string(), 10), ("sk-2".to_string(), 10), ("sk-3".to_string(), 10)].into();
+    let expected: std::collections::BTreeMap<String, i32> = [
+        ("sk-1".to_string(), 10),
+        ("sk-2".to_string(), 10),
+        ("sk-3".to_string(), 10),
+    ]
+    .into();
     assert_eq!(counts, expected);
     assert_eq!(app.usage_rows(30).await.len(), 30);
 }
@@ -241,12 +295,16 @@ async fn keys_added_and_deleted_take_effect_immediately() {
     let (root, member) = app.with_team(1).await;
     let k2 = app.add_key(&root, "key2", "sk-2").await;
     for _ in 0..2 {
-        app.post("/v1/chat/completions", &member, chat("gpt-4o")).await;
+        app.post("/v1/chat/completions", &member, chat("gpt-4o"))
+            .await;
     }
-    let (status, _) = app.call("DELETE", &format!("/1/keys/{k2}"), Some(&root), None).await;
+    let (status, _) = app
+        .call("DELETE", &format!("/1/keys/{k2}"), Some(&root), None)
+        .await;
     assert_eq!(status, 200);
     for _ in 0..2 {
-        app.post("/v1/chat/completions", &member, chat("gpt-4o")).await;
+        app.post("/v1/chat/completions", &member, chat("gpt-4o"))
+            .await;
     }
     let keys: Vec<String> = app.mock.received().iter().map(|r| r.key()).collect();
     assert_eq!(keys, ["sk-1", "sk-2", "sk-1", "sk-1"]);

@@ -41,7 +41,10 @@ async fn shutdown_with_streams_in_flight_loses_no_record() {
     }
     app.shutdown().await;
     for c in clients {
-        assert!(c.await.unwrap().ends_with("data: [DONE]\n\n"), "in-flight stream completed");
+        assert!(
+            c.await.unwrap().ends_with("data: [DONE]\n\n"),
+            "in-flight stream completed"
+        );
     }
     // After serve() returned, the recorder is drained: rows are already in the database.
     let rows = app.app.store.usage_records(100).unwrap();

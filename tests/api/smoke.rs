@@ -6,7 +6,11 @@ async fn chat_completion_is_proxied_and_metered() {
     let app = spawn_app().await;
     let (root, member) = app.with_team(1).await;
     let (status, body) = app
-        .post("/v1/chat/completions", &member, json!({"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}))
+        .post(
+            "/v1/chat/completions",
+            &member,
+            json!({"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["usage"]["total_tokens"], 21);
@@ -15,5 +19,8 @@ async fn chat_completion_is_proxied_and_metered() {
     assert_eq!(rows[0].cost.to_string(), "0.00000855");
     let (status, body) = app.get("/1/usages", &root).await;
     assert_eq!(status, 200);
-    assert_eq!(body, json!([{"userId": 2, "totalUnit": 21, "cost": "0.000009"}]));
+    assert_eq!(
+        body,
+        json!([{"userId": 2, "totalUnit": 21, "cost": "0.000009"}])
+    );
 }

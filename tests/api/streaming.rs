@@ -32,7 +32,11 @@ async fn open_stream(app: &TestApp, token: &str, body: Value) -> reqwest::Respon
 /// Streams the mock's answer: the usage chunk only when the request asked for it.
 fn openai_like_stream(r: &Received) -> Reply {
     let wants = r.json()["stream_options"]["include_usage"] == json!(true);
-    let events = chat_stream("gpt-4o-mini-2024-07-18", &["Hel", "lo", "!"], wants.then_some((11, 3)));
+    let events = chat_stream(
+        "gpt-4o-mini-2024-07-18",
+        &["Hel", "lo", "!"],
+        wants.then_some((11, 3)),
+    );
     Reply::sse(&events.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
@@ -41,13 +45,26 @@ async fn injected_usage_chunk_is_metered_and_hidden_from_the_client() {
     let app = spawn_app().await;
     let (_, member) = app.with_team(1).await;
     app.mock.on(openai_like_stream);
-    let text = open_stream(&app, &member, stream_req("gpt-4o-mini", None)).await.text().await.unwrap();
+    let text = open_stream(&app, &member, stream_req("gpt-4o-mini", None))
+        .await
+        .text()
+        .await
+        .unwrap();
     let expected = chat_stream("gpt-4o-mini-2024-07-18", &["Hel", "lo", "!"], None).concat();
-    assert_eq!(text, expected, "client sees exactly the stream it asked for");
-    assert_eq!(app.mock.received()[0].json()["stream_options"], json!({"include_usage": true}));
+    assert_eq!(
+        text, expected,
+        "client sees exactly the stream it asked for"
+    );
+    assert_eq!(
+        app.mock.received()[0].json()["stream_options"],
+        json!({"include_usage": true})
+    );
 
     let r = &app.usage_rows(1).await[0];
-    assert_eq!((r.prompt_tokens, r.completion_tokens, r.total_tokens), (11, 3, 14));
+    assert_eq!(
+        (r.prompt_tokens, r.completion_tokens, r.total_tokens),
+        (11, 3, 14)
+    );
     assert!(r.stream && !r.estimated);
     assert_eq!(r.model, "gpt-4o-mini-2024-07-18");
     // 11 × 0.00015/1000 + 3 × 0.0006/1000
@@ -60,8 +77,13 @@ async fn client_that_asked_for_usage_keeps_the_usage_chunk() {
     let (_, member) = app.with_team(1).await;
     app.mock.on(openai_like_stream);
     let req = stream_req("gpt-4o-mini", Some(true));
-    let text = open_stream(&app, &member, req.clone()).await.text().await.unwrap();
-    let expected = chat_stream("gpt-4o-mini-2024-07-18", &["Hel", "lo", "!"], Some((11, 3))).concat();
+    let text = open_stream(&app, &member, req.clone())
+        .await
+        .text()
+        .await
+        .unwrap();
+    let expected =
+        chat_stream("gpt-4o-mini-2024-07-18", &["Hel", "lo", "!"], Some((11, 3))).concat();
     assert_eq!(text, expected);
     assert_eq!(app.mock.received()[0].json(), req, "nothing rewritten");
     assert_eq!(app.usage_rows(1).await[0].total_tokens, 14);
@@ -90,7 +112,10 @@ async fn first_event_arrives_before_upstream_sends_the_last() {
     while let Some(c) = resp.chunk().await.unwrap() {
         rest.extend_from_slice(&c);
     }
-    assert_eq!(String::from_utf8(rest).unwrap(), format!("{}{}", events[1], events[3]));
+    assert_eq!(
+        String::from_utf8(rest).unwrap(),
+        format!("{}{}", events[1], events[3])
+    );
     let r = &app.usage_rows(1).await[0];
     assert_eq!((r.prompt_tokens, r.completion_tokens), (5, 2));
 }
@@ -109,11 +134,20 @@ async fn events_split_across_reads_crlf_and_comments_are_handled() {
         .chunks(7)
         .map(|c| String::from_utf8(c.to_vec()).unwrap())
         .collect();
-    app.mock.push(Reply::sse(&pieces.iter().map(String::as_str).collect::<Vec<_>>()));
-    let text = open_stream(&app, &member, stream_req("gpt-4o", None)).await.text().await.unwrap();
+    app.mock.push(Reply::sse(
+        &pieces.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    let text = open_stream(&app, &member, stream_req("gpt-4o", None))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert_eq!(text, stream.replace(&format!("data: {usage}\r\n\r\n"), ""));
     let r = &app.usage_rows(1).await[0];
-    assert_eq!((r.prompt_tokens, r.completion_tokens, r.total_tokens), (7, 1, 8));
+    assert_eq!(
+        (r.prompt_tokens, r.completion_tokens, r.total_tokens),
+        (7, 1, 8)
+    );
 }
 
 #[tokio::test]
@@ -122,8 +156,14 @@ async fn stream_without_usage_is_estimated_from_the_streamed_text() {
     let (_, member) = app.with_team(1).await;
     // An upstream that ignores stream_options (as some compatible servers do).
     let events = chat_stream("gpt-3.5-turbo", &["Hello", " there", "!"], None);
-    app.mock.push(Reply::sse(&events.iter().map(String::as_str).collect::<Vec<_>>()));
-    let text = open_stream(&app, &member, stream_req("gpt-3.5-turbo", None)).await.text().await.unwrap();
+    app.mock.push(Reply::sse(
+        &events.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    let text = open_stream(&app, &member, stream_req("gpt-3.5-turbo", None))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert_eq!(text, events.concat());
     let r = &app.usage_rows(1).await[0];
     assert!(r.estimated);
@@ -137,7 +177,11 @@ async fn malformed_sse_is_forwarded_and_estimated() {
     let (_, member) = app.with_team(1).await;
     let raw = "data: {not json\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"ok\"}}]}\n\nevent: x\n\ndata: [DONE]\n\n";
     app.mock.push(Reply::sse(&[raw]));
-    let text = open_stream(&app, &member, stream_req("gpt-4o", None)).await.text().await.unwrap();
+    let text = open_stream(&app, &member, stream_req("gpt-4o", None))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert_eq!(text, raw);
     let r = &app.usage_rows(1).await[0];
     assert!(r.estimated);
@@ -150,10 +194,21 @@ async fn last_usage_wins_never_a_sum() {
     let (_, member) = app.with_team(1).await;
     let u1 = r#"data: {"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"a"}}],"usage":{"prompt_tokens":4,"completion_tokens":1,"total_tokens":5}}"#;
     let u2 = r#"data: {"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6}}"#;
-    app.mock.push(Reply::sse(&[&format!("{u1}\n\n"), &format!("{u2}\n\n"), "data: [DONE]\n\n"]));
-    open_stream(&app, &member, stream_req("gpt-4o", Some(true))).await.text().await.unwrap();
+    app.mock.push(Reply::sse(&[
+        &format!("{u1}\n\n"),
+        &format!("{u2}\n\n"),
+        "data: [DONE]\n\n",
+    ]));
+    open_stream(&app, &member, stream_req("gpt-4o", Some(true)))
+        .await
+        .text()
+        .await
+        .unwrap();
     let r = &app.usage_rows(1).await[0];
-    assert_eq!((r.prompt_tokens, r.completion_tokens, r.total_tokens), (4, 2, 6));
+    assert_eq!(
+        (r.prompt_tokens, r.completion_tokens, r.total_tokens),
+        (4, 2, 6)
+    );
 }
 
 #[tokio::test]
@@ -170,7 +225,11 @@ async fn client_disconnect_mid_stream_writes_one_record() {
     drop(resp);
     let rows = app.usage_rows(1).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(app.app.store.usage_records(10).unwrap().len(), 1, "exactly one record");
+    assert_eq!(
+        app.app.store.usage_records(10).unwrap().len(),
+        1,
+        "exactly one record"
+    );
     let r = &rows[0];
     assert!(r.estimated && r.stream);
     assert_eq!(r.completion_tokens, 1, "\"Hello\" streamed so far");
@@ -186,8 +245,13 @@ async fn stalled_upstream_stream_ends_after_idle_timeout_and_is_recorded() {
     reply.parts.push(Part::Stall);
     app.mock.push(reply);
     let resp = open_stream(&app, &member, stream_req("gpt-4o", None)).await;
-    let result = tokio::time::timeout(Duration::from_secs(5), resp.text()).await.unwrap();
-    assert!(result.is_err(), "the client sees the stream break, not a clean end");
+    let result = tokio::time::timeout(Duration::from_secs(5), resp.text())
+        .await
+        .unwrap();
+    assert!(
+        result.is_err(),
+        "the client sees the stream break, not a clean end"
+    );
     let r = &app.usage_rows(1).await[0];
     assert!(r.estimated);
     assert_eq!(r.completion_tokens, 1);

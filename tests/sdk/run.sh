@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Real-client check: the official `openai` Python SDK (installed into a throw-away venv from
+# PyPI) against a running catgate in front of examples/mock_upstream.rs. Loopback only.
+# Usage: bash tests/sdk/run.sh   (from the repo root; builds the debug binaries it needs)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+cargo build --locked --quiet --bin catgate --example mock_upstream
+python3 -m venv "$work/venv"
+"$work/venv/bin/pip" install --quiet --disable-pip-version-check openai
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+mock_port=$(free_port)
+gate_port=$(free_port)
+chunks=5
+
+target/debug/examples/mock_upstream --listen "127.0.0.1:$mock_port" --chunks "$chunks" &
+pids+=($!)
+cat > "$work/config.toml" <<TOML
+listen = "127.0.0.1:$gate_port"
+database = "catgate.db"
+[upstream]
+openai_base_url = "http://127.0.0.1:$mock_port"
+TOML
+RUST_LOG=warn target/debug/catgate --config "$work/config.toml" &
+pids+=($!)
+
+url="http://127.0.0.1:$gate_port"
+for _ in $(seq 100); do
+    curl -fsS "$url/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+root=$(curl -fsS -X POST "$url/1/users/init" | json_field token)
+member=$(curl -fsS -X POST "$url/1/users" -H "Authorization: Bearer $root" \
+    -d '{"name":"sdk"}' | json_field token)
+curl -fsS -X POST "$url/1/keys" -H "Authorization: Bearer $root" \
+    -d "{\"key\":\"sk-mock\",\"name\":\"mock\",\"endpoint\":\"http://127.0.0.1:$mock_port\"}" >/dev/null
+
+CATGATE_URL="$url" MEMBER_TOKEN="$member" ROOT_TOKEN="$root" MOCK_CHUNKS="$chunks" \
+    "$work/venv/bin/python" tests/sdk/check.py
