@@ -22,6 +22,7 @@
 #   BENCH_LOADGEN [auto]       oha or wrk (wrk has no fixed-rate mode: latency rows become n/a)
 #   BENCH_KEEP_TMP [0]         1: keep the temp dir (configs, logs, raw results)
 set -euo pipefail
+shopt -s inherit_errexit
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DURATION=${BENCH_DURATION:-10s}
@@ -122,7 +123,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 HELPER=$TMP/bench.py
 cat >"$HELPER" <<'PY'
 """Runs one load-generator pass and appends its figures to results.jsonl; prints the table."""
-import json, os, socket, subprocess, sys, time
+import json, os, resource, socket, subprocess, sys, time
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -205,9 +206,7 @@ def run(argv):
             time.sleep(0.05)
         err = proc.stderr.read()
     wall = time.monotonic() - t0
-    ru = os.wait4 if False else None  # rusage of the child comes from resource below
-    import resource
-    child = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child = resource.getrusage(resource.RUSAGE_CHILDREN)  # the load generator's own CPU
     if proc.returncode != 0:
         sys.exit(f"{cmd[0]} failed ({proc.returncode}): {err.strip()[-2000:]}")
     row = {"name": name, "target": target, "wall_s": wall}
@@ -245,7 +244,7 @@ def table(argv):
 
     def added(name, key):
         c, d = get(name, "catgate", key), get(name, "direct", key)
-        return f"+{c - d:.2f} ms vs direct" if c is not None and d is not None else "n/a"
+        return f"{c - d:+.2f} ms vs direct" if c is not None and d is not None else "n/a"
 
     lines = ["| metric | direct (mock) | via nginx | via catgate | catgate vs |",
              "|---|---:|---:|---:|---|"]
@@ -395,7 +394,8 @@ EOF
     wait_port "$CATGATE_PORT" "$CATGATE_PID" catgate
     ROOT_TOKEN=$(admin POST /1/users/init "" | json_field token)
     USER_TOKEN=$(admin POST /1/users "$ROOT_TOKEN" '{"name":"bench"}' | json_field token)
-    mapfile -t FAST_KEYS < <(add_keys "$MOCK_PORT" mock)
+    KEY_IDS=$(add_keys "$MOCK_PORT" mock)
+    mapfile -t FAST_KEYS <<<"$KEY_IDS"
     log "catgate ready: user 'bench', keys ${FAST_KEYS[*]} -> mock :$MOCK_PORT"
 fi
 
@@ -407,10 +407,11 @@ STREAM_BODY='{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","co
 LOADGEN_VERSION=$("$LOADGEN" --version 2>&1 | head -1 || true)
 
 if [[ $LOADGEN == oha ]]; then
+    OHA_HELP=$(oha --help)
     OHA_OUT=(--output-format json)
-    oha --help | grep -q -- '--output-format' || OHA_OUT=(--json)
+    [[ $OHA_HELP == *--output-format* ]] || OHA_OUT=(--json)
     OHA_THREADS=()
-    oha --help | grep -q -- '--worker-threads' && OHA_THREADS=(--worker-threads "$LOAD_THREADS")
+    [[ $OHA_HELP == *--worker-threads* ]] && OHA_THREADS=(--worker-threads "$LOAD_THREADS")
 fi
 
 url_of() {

@@ -300,6 +300,17 @@ mod tests {
     }
 
     #[test]
+    fn shipped_config_parses_to_the_defaults() {
+        let text = include_str!("../config.toml");
+        let c = parse(text).unwrap();
+        let d = parse("").unwrap();
+        assert_eq!(c.listen, d.listen);
+        assert_eq!(c.database, d.database);
+        assert_eq!(c.upstream.cooldown_auth, d.upstream.cooldown_auth);
+        assert_eq!(c.upstream.max_request_bytes, d.upstream.max_request_bytes);
+    }
+
+    #[test]
     fn price_override_is_exact() {
         let c = parse("[prices.\"my-model\"]\ninput = \"0.1\"\noutput = \"0.2\"").unwrap();
         let (_, p) = c.prices.lookup("my-model").unwrap();

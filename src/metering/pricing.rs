@@ -29,6 +29,14 @@ const DEFAULTS: &[(&str, &str, &str)] = &[
     ("text-embedding-3-small", "0.00002", "0"),
     ("text-embedding-3-large", "0.00013", "0"),
     ("text-embedding-ada-002", "0.0001", "0"),
+    // Beyond api.md's table: without these, plain prefix matching would bill gpt-4.1 as gpt-4
+    // (15x too much) and o3/o4 models not at all. OpenAI list prices, per 1K tokens.
+    ("gpt-4.1", "0.002", "0.008"),
+    ("gpt-4.1-mini", "0.0004", "0.0016"),
+    ("gpt-4.1-nano", "0.0001", "0.0004"),
+    ("o3", "0.002", "0.008"),
+    ("o3-mini", "0.0011", "0.0044"),
+    ("o4-mini", "0.0011", "0.0044"),
 ];
 
 #[derive(Debug, Clone, Default)]
@@ -145,7 +153,9 @@ mod tests {
         assert_eq!(p.output.to_string(), "0.0006");
         let names: Vec<&str> = t.iter().map(|(m, _)| m).collect();
         assert_eq!(names.first(), Some(&"text-embedding-3-large"));
-        assert_eq!(names.last(), Some(&"o1"));
+        assert_eq!(names.last(), Some(&"o3"));
+        let (name, _) = t.lookup("gpt-4.1-2025-04-14").unwrap();
+        assert_eq!(name, "gpt-4.1", "not billed as gpt-4");
     }
 
     #[test]
