@@ -1,7 +1,11 @@
 //! Integration tests: catgate on 127.0.0.1:0 with a temp database and a scripted mock
 //! upstream, driven over HTTP the way clients drive it.
 
+mod admin_keys;
+mod admin_usages;
+mod admin_users;
 mod azure;
+mod cli;
 mod failover;
 mod helpers;
 mod proxy;

@@ -1,0 +1,298 @@
+//! The `catgate` binary's admin subcommands, run as a separate process on a temp database.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use catgate::store::users::User;
+use catgate::store::Store;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Runs the binary with `args` (env overrides removed); kills it if it takes over 30 s.
+fn run(args: &[&str]) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_catgate"))
+        .args(args)
+        .env_remove("CATGATE_DATABASE")
+        .env_remove("CATGATE_LISTEN")
+        .env_remove("PORT")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        out.read_to_string(&mut s).unwrap();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).unwrap();
+        s
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("catgate {args:?} did not exit within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        code: status.code(),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Writes `dir/config.toml` with `database = "catgate.db"` (+ `extra`), returns its path.
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!("listen = \"127.0.0.1:0\"\ndatabase = \"catgate.db\"\n{extra}"),
+    )
+    .unwrap();
+    path
+}
+
+fn cli(config: &Path, args: &[&str]) -> Run {
+    let mut all = vec!["--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
+/// The single printed line of a successful run.
+fn printed(r: &Run) -> String {
+    assert!(
+        r.ok(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        r.code,
+        r.stdout,
+        r.stderr
+    );
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "stdout: {:?}", r.stdout);
+    lines[0].trim().to_string()
+}
+
+#[test]
+fn root_token_before_init_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let r = cli(&config, &["root-token"]);
+    assert!(!r.ok(), "exit {:?}", r.code);
+    assert!(r.code.is_some(), "killed by a signal: {}", r.stderr);
+    assert_eq!(r.stdout, "", "nothing on stdout");
+    let err = r.stderr.to_lowercase();
+    assert!(err.contains("root"), "stderr: {}", r.stderr);
+    assert!(err.contains("/1/users/init"), "stderr: {}", r.stderr);
+    assert!(!err.contains("panicked"), "stderr: {}", r.stderr);
+
+    let r = cli(&config, &["reset-root"]);
+    assert!(!r.ok(), "exit {:?}", r.code);
+    assert_eq!(r.stdout, "");
+    assert!(r.stderr.to_lowercase().contains("root"), "{}", r.stderr);
+    // Neither command created a user.
+    let store = Store::open(&dir.path().join("catgate.db")).unwrap();
+    assert!(store.list_users(true).unwrap().is_empty());
+}
+
+#[test]
+fn root_token_prints_roots_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let store = Store::open(&dir.path().join("catgate.db")).unwrap();
+    let root = store.init_root().unwrap().unwrap();
+    store.add_user("alice").unwrap();
+    assert_eq!(printed(&cli(&config, &["root-token"])), root.token);
+    // Asking twice changes nothing.
+    assert_eq!(printed(&cli(&config, &["root-token"])), root.token);
+    assert_eq!(store.user(1).unwrap(), root);
+}
+
+#[tokio::test]
+async fn root_token_reads_a_running_servers_database() {
+    let app = spawn_app().await;
+    let root = app.init_root().await;
+    let config = write_config(app.dir.path(), "");
+    let out = tokio::task::spawn_blocking(move || printed(&cli(&config, &["root-token"])))
+        .await
+        .unwrap();
+    assert_eq!(out, root);
+}
+
+#[test]
+fn reset_root_prints_a_new_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let store = Store::open(&dir.path().join("catgate.db")).unwrap();
+    let old = store.init_root().unwrap().unwrap();
+    let alice = store.add_user("alice").unwrap();
+
+    let new = printed(&cli(&config, &["reset-root"]));
+    assert_uuid(&new);
+    assert_ne!(new, old.token);
+    let root = store.user(1).unwrap();
+    assert_eq!(root.token, new);
+    assert_eq!(root.name, "root");
+    assert_eq!(root.created_at, old.created_at);
+    assert!(!root.is_delete);
+    // The old token belongs to nobody now; other users are untouched.
+    let users = store.list_users(true).unwrap();
+    assert!(users.iter().all(|u| u.token != old.token), "{users:?}");
+    assert_eq!(store.user(2).unwrap(), alice);
+    assert_eq!(printed(&cli(&config, &["root-token"])), new);
+
+    // Again: another fresh token.
+    let newer = printed(&cli(&config, &["reset-root"]));
+    assert_uuid(&newer);
+    assert_ne!(newer, new);
+    assert_eq!(store.user(1).unwrap().token, newer);
+}
+
+#[tokio::test]
+async fn export_then_import_keeps_ids_and_tokens() {
+    let src = tempfile::tempdir().unwrap();
+    let src_config = write_config(src.path(), "");
+    let store = Store::open(&src.path().join("catgate.db")).unwrap();
+    store.init_root().unwrap().unwrap();
+    store.add_user("alice").unwrap();
+    let bob = store.add_user("bob").unwrap();
+    store.add_user("carol").unwrap();
+    store.delete_user(bob.id).unwrap();
+    store.reset_token(4, Some("carol-custom-token")).unwrap();
+    let users = store.list_users(true).unwrap();
+    assert_eq!(users.len(), 4);
+
+    let file = src.path().join("users.json");
+    let file_arg = file.to_str().unwrap().to_string();
+    let (config, arg) = (src_config.clone(), file_arg.clone());
+    let r = tokio::task::spawn_blocking(move || cli(&config, &["users", "export", &arg]))
+        .await
+        .unwrap();
+    assert!(r.ok(), "exit {:?}: {}", r.code, r.stderr);
+    let exported: Vec<User> =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(exported, users);
+
+    let dst = tempfile::tempdir().unwrap();
+    let dst_config = write_config(dst.path(), "");
+    let (config, arg) = (dst_config.clone(), file_arg.clone());
+    let r = tokio::task::spawn_blocking(move || cli(&config, &["users", "import", &arg]))
+        .await
+        .unwrap();
+    assert!(r.ok(), "exit {:?}: {}", r.code, r.stderr);
+    let dst_store = Store::open(&dst.path().join("catgate.db")).unwrap();
+    assert_eq!(dst_store.list_users(true).unwrap(), users);
+    let config = dst_config.clone();
+    let root_token = tokio::task::spawn_blocking(move || printed(&cli(&config, &["root-token"])))
+        .await
+        .unwrap();
+    assert_eq!(root_token, users[0].token);
+    // Ids are never reused: the next user comes after the imported ones.
+    let dave = dst_store.add_user("dave").unwrap();
+    assert_eq!(dave.id, 5);
+    drop(dst_store);
+
+    // A server on the imported database accepts the imported tokens (and not the deleted one).
+    let cfg = catgate::config::Config::from_toml(
+        "listen = \"127.0.0.1:0\"\ndatabase = \"catgate.db\"\n",
+        dst.path(),
+        &Default::default(),
+    )
+    .unwrap();
+    let app = catgate::AppState::start(cfg).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(catgate::serve(listener, app, std::future::pending::<()>()));
+    let http = reqwest::Client::new();
+    let me = |token: String| {
+        let http = http.clone();
+        async move {
+            let resp = http
+                .get(format!("http://{addr}/1/me"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (
+                status,
+                serde_json::from_str::<Value>(&resp.text().await.unwrap()).unwrap(),
+            )
+        }
+    };
+    for u in users.iter().filter(|u| !u.is_delete) {
+        let (status, body) = me(u.token.clone()).await;
+        assert_eq!(status, 200, "{}: {body}", u.name);
+        assert_eq!(body, serde_json::to_value(u).unwrap());
+    }
+    let (status, body) = me(bob.token.clone()).await;
+    assert_eq!(status, 401);
+    assert_eq!(body, json!({"error": "Unauthorized"}));
+}
+
+#[test]
+fn unknown_config_key_is_named() {
+    for (extra, key) in [
+        ("lisen = \"127.0.0.1:9\"\n", "lisen"),
+        ("[upstream]\nfirst_byte_timeout = 3\n", "first_byte_timeout"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), extra);
+        // Both an admin command and the server itself refuse to start.
+        for args in [&["root-token"][..], &[][..], &["serve"][..]] {
+            let r = cli(&config, args);
+            assert!(!r.ok(), "{args:?} with {extra:?}: exit {:?}", r.code);
+            assert!(r.code.is_some(), "killed by a signal: {}", r.stderr);
+            assert!(
+                r.stderr.lines().any(|l| l.contains(key)),
+                "{args:?}: no stderr line names `{key}`: {}",
+                r.stderr
+            );
+            assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        }
+    }
+}
+
+#[test]
+fn help_exits_zero() {
+    for args in [&["--help"][..], &["-h"][..]] {
+        let r = run(args);
+        assert!(r.ok(), "{args:?}: exit {:?}: {}", r.code, r.stderr);
+        assert!(r.stdout.to_lowercase().contains("usage"), "{}", r.stdout);
+        for command in ["root-token", "reset-root", "users export", "users import"] {
+            assert!(
+                r.stdout.contains(command),
+                "help lacks {command}: {}",
+                r.stdout
+            );
+        }
+    }
+    // Help needs no config file.
+    let r = run(&["--config", "/nonexistent/catgate/config.toml", "--help"]);
+    assert!(r.ok(), "exit {:?}: {}", r.code, r.stderr);
+}
