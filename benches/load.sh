@@ -19,6 +19,7 @@
 #   BENCH_CHUNKS [20]          SSE chunks per streamed answer
 #   BENCH_TARGETS ["direct nginx catgate"]  drop catgate to bench only the mock and nginx
 #   BENCH_SKIP_BUILD [0]       1: use the binaries already in target/release
+#   BENCH_CATGATE_BIN [target/release/catgate]  another catgate build to measure
 #   BENCH_LOADGEN [auto]       oha or wrk (wrk has no fixed-rate mode: latency rows become n/a)
 #   BENCH_KEEP_TMP [0]         1: keep the temp dir (configs, logs, raw results)
 set -euo pipefail
@@ -49,7 +50,10 @@ stop_pid() { # stop_pid PID: SIGTERM, up to 15 s for a graceful exit, then SIGKI
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
-    kill -KILL "$pid" 2>/dev/null || true
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid ignored SIGTERM for 15 s: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
     wait "$pid" 2>/dev/null || true
 }
 
@@ -74,9 +78,7 @@ have curl || apt_install curl
 have taskset || apt_install util-linux
 if ! have nginx && [[ ! -x /usr/sbin/nginx ]]; then
     log "installing nginx"
-    apt_install nginx
-    # The Debian package may start the system service; it is not ours to leave running but
-    # it is not ours to stop either: our nginx uses its own config and port.
+    apt_install nginx # a system service the package may start is left alone: ours has its own config
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
@@ -100,24 +102,27 @@ if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     cargo build --release --locked --bin catgate --example mock_upstream >&2
 fi
 MOCK_BIN=$ROOT/target/release/examples/mock_upstream
-CATGATE_BIN=$ROOT/target/release/catgate
+CATGATE_BIN=${BENCH_CATGATE_BIN:-$ROOT/target/release/catgate}
 [[ -x $MOCK_BIN ]] || die "$MOCK_BIN missing"
 
 # ---------------------------------------------------------------- CPU placement
 NPROC=$(nproc)
-if ((NPROC >= 2)); then
+LOAD_THREADS=1
+if ((NPROC >= 2)) && taskset -c 0 true 2>/dev/null && taskset -c 1 true 2>/dev/null; then
     PIN_SERVER=(taskset -c 0)
     PIN_LOAD=(taskset -c 1)
-    LOAD_THREADS=1
+    PINNED=1
     PLACEMENT="mock, nginx and catgate pinned to CPU 0; load generator pinned to CPU 1 (1 thread)"
 else
     PIN_SERVER=()
     PIN_LOAD=()
-    LOAD_THREADS=1
-    PLACEMENT="1 CPU: servers and load generator share it, unpinned"
+    PINNED=0
+    PLACEMENT="not pinned ($NPROC CPU(s), or taskset refused): servers and load generator share the CPUs"
 fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-((OPEN_STREAMS * 3 + 100 < $(ulimit -n))) || die "open-file limit $(ulimit -n) too low"
+FD_LIMIT=$(ulimit -n)
+[[ $FD_LIMIT == unlimited ]] || ((OPEN_STREAMS * 3 + 100 < FD_LIMIT)) ||
+    die "open-file limit $FD_LIMIT too low for $OPEN_STREAMS streams"
 
 # ---------------------------------------------------------------- helper (python3)
 HELPER=$TMP/bench.py
@@ -126,6 +131,13 @@ cat >"$HELPER" <<'PY'
 import json, os, resource, socket, subprocess, sys, time
 
 TICK = os.sysconf("SC_CLK_TCK")
+
+def seconds(duration):
+    """'10s', '2m', '1h' or a bare number of seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    if duration[-1:] in units:
+        return float(duration[:-1]) * units[duration[-1]]
+    return float(duration)
 
 def cpu_seconds(pid):
     try:
@@ -144,6 +156,17 @@ def status_kib(pid, key):
     except OSError:
         pass
     return None
+
+def cpu_busy_jiffies():
+    """Per-CPU (busy, total) jiffies from /proc/stat, for spotting other load on the machine."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *vals = line.split()
+            if name.startswith("cpu") and name != "cpu":
+                v = [int(x) for x in vals[:8]]
+                out[name] = (sum(v) - v[3] - v[4], sum(v))
+    return out
 
 def fd_count(pid):
     try:
@@ -189,17 +212,24 @@ def parse_wrk(path):
     }
 
 def run(argv):
-    """run NAME TARGET RESULTS PARSER WATCH(label=pid,...) MEMPID -- CMD..."""
-    name, target, results, parser, watch, mem_pid = argv[:6]
+    """run NAME TARGET RESULTS PARSER WATCH(label=pid,...) MEMPID PINNED(0/1) DURATION -- CMD..."""
+    name, target, results, parser, watch, mem_pid, pinned, duration = argv[:8]
+    # Hard stop: the run's own length plus a minute for in-flight requests to finish.
+    deadline = time.monotonic() + seconds(duration) + 60
     cmd = argv[argv.index("--") + 1:]
     watched = dict(w.split("=") for w in watch.split(",") if w)
     before = {k: cpu_seconds(p) for k, p in watched.items()}
+    busy_before = cpu_busy_jiffies()
     out_path = f"{results}.{name}.{target}.out"
     t0 = time.monotonic()
     peak_rss = peak_fds = 0
     with open(out_path, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, text=True)
         while proc.poll() is None:
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                sys.exit(f"{name}/{target}: {cmd[0]} overran its {duration} run by 60 s; killed")
             if mem_pid != "-":
                 peak_rss = max(peak_rss, status_kib(mem_pid, "VmRSS") or 0)
                 peak_fds = max(peak_fds, fd_count(mem_pid) or 0)
@@ -207,9 +237,10 @@ def run(argv):
         err = proc.stderr.read()
     wall = time.monotonic() - t0
     child = resource.getrusage(resource.RUSAGE_CHILDREN)  # the load generator's own CPU
+    busy_after = cpu_busy_jiffies()
     if proc.returncode != 0:
         sys.exit(f"{cmd[0]} failed ({proc.returncode}): {err.strip()[-2000:]}")
-    row = {"name": name, "target": target, "wall_s": wall}
+    row = {"name": name, "target": target, "wall_s": wall, "pinned": pinned == "1"}
     row.update(parse_oha(out_path) if parser == "oha" else parse_wrk(out_path))
     row["cpu_pct"] = {
         k: None if before[k] is None or cpu_seconds(p) is None
@@ -217,16 +248,36 @@ def run(argv):
         for k, p in watched.items()
     }
     row["loadgen_cpu_pct"] = 100 * (child.ru_utime + child.ru_stime) / wall
+    row["busy_pct"] = {
+        cpu: 100 * (busy_after[cpu][0] - b[0]) / max(1, busy_after[cpu][1] - b[1])
+        for cpu, b in busy_before.items() if cpu in busy_after
+    }
     if mem_pid != "-":
         row["peak_rss_kib"] = peak_rss
         row["peak_fds"] = peak_fds
         row["vm_hwm_kib"] = status_kib(mem_pid, "VmHWM")
     with open(results, "a") as f:
         f.write(json.dumps(row) + "\n")
-    sent = sum(row["status"].values()) + sum(row["errors"].values())
-    print(f"{name:<12} {target:<8} {row['rps'] or 0:>10.0f} req/s  answers {sent}"
-          f"  cpu {row['cpu_pct']}  loadgen {row['loadgen_cpu_pct']:.0f}%"
+    print(f"{name:<12} {target:<8} {row['rps'] or 0:>10.0f} req/s  answers {answers(row)}"
+          f"  CPU {', '.join(f'{k} {fmt(v)}%' for k, v in row['cpu_pct'].items())}"
+          f"  loadgen {row['loadgen_cpu_pct']:.0f}%"
           + (f"  errors {row['errors']}" if row["errors"] else ""), file=sys.stderr)
+
+def answers(row):
+    return sum(row["status"].values()) + sum(row["errors"].values())
+
+def mock_us_per_request(row):
+    if not row or row["cpu_pct"].get("mock") is None or not answers(row):
+        return None
+    return row["cpu_pct"]["mock"] / 100 * row["wall_s"] / answers(row) * 1e6
+
+def other_load(row):
+    """Busy % of each CPU not explained by the servers (CPU 0) or the load generator (CPU 1)."""
+    if not row or not row.get("pinned"):
+        return {}
+    busy = row.get("busy_pct", {})
+    ours = {"cpu0": sum(v or 0 for v in row["cpu_pct"].values()), "cpu1": row["loadgen_cpu_pct"]}
+    return {c: max(0.0, busy[c] - ours[c]) for c in ours if c in busy}
 
 def fmt(v, spec=".0f", unit=""):
     return "n/a" if v is None else f"{v:{spec}}{unit}"
@@ -248,8 +299,14 @@ def table(argv):
 
     lines = ["| metric | direct (mock) | via nginx | via catgate | catgate vs |",
              "|---|---:|---:|---:|---|"]
+    def cell(name, t, key, spec):
+        text = fmt(get(name, t, key), spec)
+        if key == "rps" and (get(name, t, "loadgen_cpu_pct") or 0) >= 90:
+            text += " †"  # the load generator, not the server, was the limit
+        return text
+
     def line(label, name, key, spec, extra):
-        cells = [fmt(get(name, t, key), spec) for t in targets]
+        cells = [cell(name, t, key, spec) for t in targets]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {extra} |")
     c, q, n = meta["connections"], meta["rate"], meta["chunks"]
     line(f"req/s at saturation, non-stream chat (c={c})", "sat-plain", "rps", ".0f", ratio("sat-plain", "rps"))
@@ -264,12 +321,18 @@ def table(argv):
             cpu = get(name, t, "cpu_pct") or {}
             parts = [f"{k} {fmt(v)}%" for k, v in cpu.items()]
             cells.append(", ".join(parts) or "n/a")
-        lines.append(f"| CPU-0 use at saturation, {label} | " + " | ".join(cells) + " | of one core |")
+        lines.append(f"| server CPU at saturation, {label} | " + " | ".join(cells) + " | of one core |")
         cells = [fmt(get(name, t, "loadgen_cpu_pct"), ".0f", "%") for t in targets]
         lines.append(f"| load generator CPU at saturation, {label} | " + " | ".join(cells) + " | of one core |")
+        cells = [", ".join(f"{c} {fmt(v)}%" for c, v in other_load(by.get((name, t))).items())
+                 or "n/a" for t in targets]
+        lines.append(f"| CPU used by other processes, {label} | " + " | ".join(cells)
+                     + " | should be ≈ 0 |")
+        cells = [fmt(mock_us_per_request(by.get((name, t))), ".1f", " µs") for t in targets]
+        lines.append(f"| mock CPU per request, {label} | " + " | ".join(cells) + " | user+sys |")
     bad = []
     for r in rows:
-        non_ok = {k: v for k, v in r["status"].items() if not k.startswith("2")}
+        non_ok = {k: v for k, v in r["status"].items() if v and not k.startswith("2")}
         if non_ok or r["errors"]:
             bad.append(f"{r['name']}/{r['target']}: {non_ok} {r['errors']}")
     lines.append("| non-2xx answers / transport errors | | | | "
@@ -282,12 +345,23 @@ def table(argv):
                      f"VmHWM {mib('vm_hwm_kib')}, RSS before {fmt(meta.get('rss_before_kib', 0) / 1024, '.1f', ' MiB')}, "
                      f"peak fds {s.get('peak_fds')} |")
     if records != "-":
-        sent = sum(sum(r["status"].values()) + sum(r["errors"].values())
-                   for r in rows if r["target"] == "catgate")
+        sent = sum(answers(r) for r in rows if r["target"] == "catgate")
         rec = int(records)
         verdict = "equal" if rec == sent else f"MISMATCH ({rec - sent:+d})"
+        if meta["loadgen"] == "wrk" and rec != sent:
+            # wrk neither waits for nor counts the requests in flight at its deadline.
+            bound = sum(meta["open_streams"] if r["name"] == "streams" else meta["connections"]
+                        for r in rows if r["target"] == "catgate")
+            verdict = (f"{rec - sent:+d}; wrk leaves up to {bound} in-flight requests uncounted"
+                       + ("" if 0 < rec - sent <= bound else " — MISMATCH"))
         lines.append(f"| usage records written / requests sent via catgate | | | {rec} / {sent} | {verdict} |")
     print("\n".join(lines))
+    noise = max((v for r in rows for v in other_load(r).values()), default=0)
+    if noise > 15:
+        print(f"\n⚠ other processes used up to {noise:.0f} % of a CPU during a run: "
+              "these figures are noisy; rerun on a quiet machine.")
+    if any((r.get("loadgen_cpu_pct") or 0) >= 90 for r in rows if r["name"].startswith("sat")):
+        print("\n† the load generator used ≥ 90 % of its core: that figure is a lower bound.")
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
@@ -347,7 +421,7 @@ http {
 }
 EOF
 "${PIN_SERVER[@]}" "$NGINX" -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx.conf" \
-    2>>"$TMP/nginx/error.log" &
+    2>"$TMP/nginx/stderr.log" &
 NGINX_PID=$!
 PIDS+=("$NGINX_PID")
 wait_port "$NGINX_PORT" "$NGINX_PID" nginx
@@ -404,7 +478,7 @@ RESULTS=$TMP/results.jsonl
 : >"$RESULTS"
 PLAIN_BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello."}]}'
 STREAM_BODY='{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Say hello."}]}'
-LOADGEN_VERSION=$("$LOADGEN" --version 2>&1 | head -1 || true)
+LOADGEN_VERSION=$("$LOADGEN" --version 2>&1 | head -1 | sed 's/ Copyright.*//' || true)
 
 if [[ $LOADGEN == oha ]]; then
     OHA_HELP=$(oha --help)
@@ -435,7 +509,7 @@ load() {
     local watch=${8:-$(watch_of "$target")} url cmd
     url=$(url_of "$target")
     if [[ $LOADGEN == oha ]]; then
-        cmd=(oha -z "$duration" -c "$conns" --no-tui -w "${OHA_THREADS[@]}" "${OHA_OUT[@]}"
+        cmd=(oha -z "$duration" -c "$conns" -t 30s --no-tui -w "${OHA_THREADS[@]}" "${OHA_OUT[@]}"
             -m POST -H 'content-type: application/json' -d "$body")
         ((rate > 0)) && cmd+=(-q "$rate" --latency-correction)
     else
@@ -444,12 +518,13 @@ load() {
             return 0
         fi
         printf '%s' "$body" >"$TMP/body.json"
-        cmd=(wrk -t "$LOAD_THREADS" -c "$conns" -d "$duration" --latency -s "$TMP/wrk.lua")
+        cmd=(wrk -t "$LOAD_THREADS" -c "$conns" -d "$duration" --timeout 30s --latency
+            -s "$TMP/wrk.lua")
     fi
     [[ $target == catgate ]] && cmd+=(-H "Authorization: Bearer $USER_TOKEN")
     cmd+=("$url")
-    python3 "$HELPER" run "$name" "$target" "$RESULTS" "$LOADGEN" "$watch" "$mem" -- \
-        "${PIN_LOAD[@]}" "${cmd[@]}"
+    "${PIN_LOAD[@]}" python3 "$HELPER" run "$name" "$target" "$RESULTS" "$LOADGEN" "$watch" "$mem" \
+        "$PINNED" "$duration" -- "${cmd[@]}"
 }
 
 if [[ $LOADGEN == wrk ]]; then
@@ -500,8 +575,8 @@ PY
     )
 fi
 
-META=$(printf '{"connections":%s,"rate":%s,"chunks":%s,"open_streams":%s,"slow_interval_ms":%s,"rss_before_kib":%s}' \
-    "$CONNECTIONS" "$RATE" "$CHUNKS" "$OPEN_STREAMS" "$SLOW_INTERVAL_MS" "$RSS_BEFORE")
+META=$(printf '{"connections":%s,"rate":%s,"chunks":%s,"open_streams":%s,"slow_interval_ms":%s,"rss_before_kib":%s,"loadgen":"%s"}' \
+    "$CONNECTIONS" "$RATE" "$CHUNKS" "$OPEN_STREAMS" "$SLOW_INTERVAL_MS" "$RSS_BEFORE" "$LOADGEN")
 echo
 echo "## catgate load benchmark"
 echo
@@ -509,6 +584,10 @@ python3 "$HELPER" table "$RESULTS" "$RECORDS" "$META"
 echo
 echo "- machine: $NPROC CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -r)"
 echo "- placement: $PLACEMENT"
-echo "- load generator: $LOADGEN_VERSION; $DURATION per run, keep-alive connections, waits for in-flight requests at the deadline"
+if [[ $LOADGEN == oha ]]; then
+    echo "- load generator: $LOADGEN_VERSION; $DURATION per run, keep-alive connections, in-flight requests at the deadline are awaited and counted"
+    echo "- latency rows: fixed-rate runs with coordinated-omission correction; stream latency is the whole stream"
+else
+    echo "- load generator: $LOADGEN_VERSION; $DURATION per run, keep-alive connections; no fixed-rate mode, so no latency rows"
+fi
 echo "- nginx: $("$NGINX" -v 2>&1 | cut -d/ -f2), 1 worker, upstream keepalive 64, proxy_buffering off"
-echo "- latency rows: fixed-rate runs with coordinated-omission correction; stream latency is the whole stream"
