@@ -9,7 +9,7 @@ use catgate::store::Store;
 
 fn record(i: u64) -> UsageRecord {
     UsageRecord {
-        request_id: format!("bench-{i:016x}-{}", uuid::Uuid::new_v4()),
+        request_id: uuid::Uuid::now_v7().to_string(),
         user_id: 1 + (i % 20) as i64,
         key_id: Some(1 + (i % 3) as i64),
         model: "gpt-4o-mini-2024-07-18".into(),
@@ -23,7 +23,14 @@ fn record(i: u64) -> UsageRecord {
         status: 200,
         latency_ms: 850,
         attempts: 1,
-        created_at: format!("2026-11-27T10:00:{:02}.{:06}Z", i % 60, i % 1_000_000),
+        // Time order, as in production (records carry their request's start time).
+        created_at: format!(
+            "2026-11-27T{:02}:{:02}:{:02}.{:06}Z",
+            i / 3_600_000_000 % 24,
+            i / 60_000_000 % 60,
+            i / 1_000_000 % 60,
+            i % 1_000_000
+        ),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::auth::TokenIndex;
 use crate::config::Config;
 use crate::metering::recorder::Recorder;
-use crate::metering::settle::{warm_tokenizer, Settler};
+use crate::metering::settle::Settler;
 use crate::proxy::keys::KeyPool;
 use crate::store::{Store, StoreError};
 
@@ -15,8 +15,8 @@ use crate::store::{Store, StoreError};
 pub enum StartError {
     #[error("cannot open database: {0}")]
     Store(#[from] StoreError),
-    #[error("cannot build the upstream HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Client(#[from] crate::proxy::client::ClientError),
     #[error("cannot start the usage recorder: {0}")]
     Recorder(#[from] std::io::Error),
 }
@@ -26,7 +26,7 @@ pub struct AppState {
     pub store: Store,
     pub tokens: TokenIndex,
     pub keys: KeyPool,
-    pub client: reqwest::Client,
+    pub client: crate::proxy::client::UpstreamClient,
     pub recorder: Recorder,
 }
 
@@ -36,18 +36,12 @@ impl AppState {
     /// Opens the store, loads users and keys, starts the recorder.
     pub fn start(config: Config) -> Result<App, StartError> {
         let store = Store::open(&config.database)?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.upstream.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .build()?;
+        let client = crate::proxy::client::build(&config.upstream)?;
         let spool = spool_path(&config.database);
         let settler = Settler {
             prices: Arc::new(config.prices.clone()),
         };
         let recorder = Recorder::start(store.clone(), settler, spool)?;
-        warm_tokenizer();
         let state = AppState {
             keys: KeyPool::new(config.upstream.openai_base_url.clone()),
             config: Arc::new(config),

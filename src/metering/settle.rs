@@ -47,7 +47,8 @@ pub struct Settler {
     pub prices: Arc<PriceTable>,
 }
 
-/// The BPE tables load once per process, on first use (or from [`warm_tokenizer`]).
+/// The BPE tables load once per process, on first use: they take tens of MB, and a team
+/// whose upstream always reports usage never needs them.
 fn tokenizer() -> Option<&'static Tokenizer> {
     static TOKENIZER: OnceLock<Option<Tokenizer>> = OnceLock::new();
     TOKENIZER
@@ -59,15 +60,6 @@ fn tokenizer() -> Option<&'static Tokenizer> {
             }
         })
         .as_ref()
-}
-
-/// Loads the tokenizer in the background so the first estimate does not wait for it.
-pub fn warm_tokenizer() {
-    let _ = std::thread::Builder::new()
-        .name("catgate-tokenizer".into())
-        .spawn(|| {
-            tokenizer();
-        });
 }
 
 /// The usage, the model the response named, and whether tokens were estimated.

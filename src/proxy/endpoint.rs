@@ -7,14 +7,18 @@ use std::collections::HashMap;
 /// (`https://api.openai.com/v1/` → `https://api.openai.com`).
 pub fn normalize_base(text: &str) -> Result<String, &'static str> {
     let trimmed = text.trim();
-    let url = reqwest::Url::parse(trimmed).map_err(|_| "endpoint must be an http(s) URL")?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err("endpoint must be an http(s) URL");
-    }
-    if url.query().is_some() || url.fragment().is_some() {
+    if trimmed.contains('#') || trimmed.contains('?') {
         return Err("endpoint must not have a query or fragment");
     }
-    let mut base = url.as_str().trim_end_matches('/').to_string();
+    let uri: http::Uri = trimmed
+        .parse()
+        .map_err(|_| "endpoint must be an http(s) URL")?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http") | Some("https"));
+    let host_ok = uri.host().is_some_and(|h| !h.is_empty());
+    if !scheme_ok || !host_ok {
+        return Err("endpoint must be an http(s) URL");
+    }
+    let mut base = trimmed.trim_end_matches('/').to_string();
     if let Some(stripped) = base.strip_suffix("/v1") {
         base = stripped.to_string();
     }

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
 
 use super::endpoint;
 use super::keys::{Eligible, PoolKey};
@@ -31,7 +33,7 @@ pub struct Outbound {
 }
 
 /// Client headers that never go upstream: hop-by-hop ones, the client's credentials, and
-/// the ones reqwest sets itself. `accept-encoding` is dropped so bodies arrive unencoded
+/// the ones the client library sets itself (`host`, `content-length`). `accept-encoding` is dropped so bodies arrive unencoded
 /// and can be metered.
 const DROP_REQUEST: &[&str] = &[
     "host",
@@ -68,7 +70,7 @@ fn keep_response_header(name: &HeaderName) -> bool {
 }
 
 enum Attempt {
-    Answer(reqwest::Response),
+    Answer(http::Response<Incoming>),
     Failed(ProxyError),
 }
 
@@ -114,7 +116,7 @@ pub async fn send(
         return Err(ProxyError::NoUpstreamKey);
     };
     let mut finished = Finished {
-        request_id: uuid::Uuid::new_v4().to_string(),
+        request_id: uuid::Uuid::now_v7().to_string(),
         user_id,
         key_id: Some(key.id),
         route: out.path.clone(),
@@ -184,22 +186,25 @@ async fn attempt(app: &App, key: &PoolKey, out: &Outbound) -> Attempt {
             return Attempt::Failed(ProxyError::UpstreamUnreachable("invalid key".into()));
         }
     }
-    let request = app
-        .client
-        .request(out.method.clone(), url)
-        .headers(headers)
-        .body(body)
-        .send();
-    match tokio::time::timeout(upstream.first_byte_timeout, request).await {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        tracing::warn!(key_id = key.id, key_name = %key.name, "key's endpoint does not form a valid URL");
+        return Attempt::Failed(ProxyError::UpstreamUnreachable(
+            "invalid upstream URL".into(),
+        ));
+    };
+    let mut request = http::Request::new(Full::new(body));
+    *request.method_mut() = out.method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    match tokio::time::timeout(upstream.first_byte_timeout, app.client.request(request)).await {
         Ok(Ok(resp)) => Attempt::Answer(resp),
         Ok(Err(e)) => {
-            // reqwest's message names the URL but never a header, so no secret leaks.
-            tracing::warn!(key_id = key.id, key_name = %key.name, error = %e, "upstream request failed");
-            if e.is_timeout() {
-                Attempt::Failed(ProxyError::UpstreamTimeout)
-            } else {
-                Attempt::Failed(ProxyError::UpstreamUnreachable("connection failed".into()))
-            }
+            // hyper-util's error names neither the URL nor a header, so no secret leaks.
+            let cause = std::error::Error::source(&e)
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            tracing::warn!(key_id = key.id, key_name = %key.name, error = %e, %cause, "upstream request failed");
+            Attempt::Failed(ProxyError::UpstreamUnreachable("connection failed".into()))
         }
         Err(_) => {
             tracing::warn!(key_id = key.id, key_name = %key.name, "upstream sent no response headers in time");
@@ -225,7 +230,7 @@ fn azure_streams_usage(api_version: &str) -> bool {
 
 /// How long to rest the key before another request may use it, if this answer should be
 /// retried on another key; `None` when the answer goes to the client as is.
-fn rest_after(app: &App, key: &PoolKey, resp: &reqwest::Response) -> Option<Duration> {
+fn rest_after(app: &App, key: &PoolKey, resp: &http::Response<Incoming>) -> Option<Duration> {
     let upstream = &app.config.upstream;
     let status = resp.status();
     let hinted = retry_after(resp.headers());
@@ -254,7 +259,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 fn respond(
     app: &App,
-    resp: reqwest::Response,
+    resp: http::Response<Incoming>,
     mut finished: Finished,
     out: &Outbound,
     started: Instant,
@@ -262,7 +267,6 @@ fn respond(
     let status = resp.status();
     finished.status = status.as_u16();
     let request_id = finished.request_id.clone();
-    let resp: http::Response<reqwest::Body> = resp.into();
     let (parts, body) = resp.into_parts();
     let content_type = parts
         .headers

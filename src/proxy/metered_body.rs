@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
 use tokio::time::Sleep;
 
 use crate::body::BoxError;
@@ -42,7 +43,7 @@ impl Mode {
 }
 
 pub struct MeteredBody {
-    inner: reqwest::Body,
+    inner: Incoming,
     mode: Mode,
     idle: Pin<Box<Sleep>>,
     idle_timeout: Duration,
@@ -58,7 +59,7 @@ enum End {
 
 impl MeteredBody {
     pub fn new(
-        inner: reqwest::Body,
+        inner: Incoming,
         mode: Mode,
         record: Finished,
         recorder: Recorder,

@@ -1,5 +1,6 @@
 //! The `/v1` proxy: authenticate the member, read the body, forward with failover, meter.
 
+pub mod client;
 pub mod endpoint;
 pub mod forward;
 pub mod keys;

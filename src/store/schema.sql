@@ -24,8 +24,9 @@ CREATE TABLE keys (
 CREATE UNIQUE INDEX keys_live_name ON keys(name) WHERE is_delete = 0;
 
 CREATE TABLE usage (
-    id                INTEGER PRIMARY KEY AUTOINCREMENT,
-    request_id        TEXT    NOT NULL UNIQUE,      -- makes a retried batch insert idempotent
+    id                INTEGER PRIMARY KEY,
+    request_id        TEXT    NOT NULL UNIQUE,      -- UUIDv7 (time-ordered, cheap to index);
+                                                    -- makes a retried batch insert idempotent
     user_id           INTEGER NOT NULL REFERENCES users(id),
     key_id            INTEGER REFERENCES keys(id),
     model             TEXT    NOT NULL,
@@ -41,6 +42,6 @@ CREATE TABLE usage (
     attempts          INTEGER NOT NULL,
     created_at        TEXT    NOT NULL
 );
--- Covering index for /1/usages: the window scan never touches the table.
+-- Covering index for /1/usages and /1/me/usages: the window scan never touches the table.
+-- (A second per-user index would cost every insert more than it saves the rare report.)
 CREATE INDEX usage_window ON usage(created_at, user_id, total_tokens, cost);
-CREATE INDEX usage_user_window ON usage(user_id, created_at, total_tokens, cost);
