@@ -25,7 +25,8 @@ pub struct Finished {
     pub status: u16,
     pub attempts: u32,
     pub latency_ms: u64,
-    pub created_at: String,
+    /// When the request arrived; formatted on the recorder thread.
+    pub created_at: std::time::SystemTime,
     pub observed: Observed,
 }
 
@@ -156,6 +157,6 @@ fn record(f: Finished, model: String, u: Usage, cost: Decimal, estimated: bool) 
         status: f.status,
         latency_ms: f.latency_ms,
         attempts: f.attempts,
-        created_at: f.created_at,
+        created_at: crate::timestamp::format(f.created_at.into()),
     }
 }

@@ -55,6 +55,18 @@ impl From<RawUsage> for Usage {
 /// → None. Embeddings responses have usage without completion_tokens (→ 0). If total_tokens is
 /// missing, total = prompt + completion.
 pub fn from_json_body(body: &[u8]) -> (Option<Usage>, Option<String>) {
+    // Fast path: typed fields, no intermediate `Value` (this runs once per metered request).
+    #[derive(Deserialize)]
+    struct Typed<'a> {
+        #[serde(default, borrow)]
+        model: Option<Cow<'a, str>>,
+        #[serde(default)]
+        usage: Option<RawUsage>,
+    }
+    if let Ok(typed) = serde_json::from_slice::<Typed<'_>>(body) {
+        let model = typed.model.filter(|m| !m.is_empty()).map(Cow::into_owned);
+        return (typed.usage.map(Usage::from), model);
+    }
     // `Value` fields so that a malformed `usage` does not also lose the model, and vice versa.
     #[derive(Deserialize)]
     struct Body {

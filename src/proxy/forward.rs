@@ -82,7 +82,7 @@ pub async fn send(
     out: Outbound,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let started = Instant::now();
-    let created_at = crate::timestamp::now();
+    let created_at = std::time::SystemTime::now();
     let eligible = match (endpoint::azure_operation(&out.path), &out.inspected.model) {
         (Some(_), Some(_)) => Eligible::OpenAiOrAzure,
         _ => Eligible::OpenAiOnly,
@@ -172,20 +172,8 @@ async fn attempt(app: &App, key: &PoolKey, out: &Outbound) -> Attempt {
             headers.append(name.clone(), value.clone());
         }
     }
-    let credential = match key.api_type {
-        ApiType::OpenAi => (header::AUTHORIZATION, format!("Bearer {}", key.secret())),
-        ApiType::Azure => (HeaderName::from_static("api-key"), key.secret().to_string()),
-    };
-    match HeaderValue::from_str(&credential.1) {
-        Ok(mut v) => {
-            v.set_sensitive(true);
-            headers.insert(credential.0, v);
-        }
-        Err(_) => {
-            tracing::warn!(key_id = key.id, key_name = %key.name, "key holds characters not allowed in a header");
-            return Attempt::Failed(ProxyError::UpstreamUnreachable("invalid key".into()));
-        }
-    }
+    let (name, value) = key.auth_header();
+    headers.insert(name, value);
     let Ok(uri) = url.parse::<http::Uri>() else {
         tracing::warn!(key_id = key.id, key_name = %key.name, "key's endpoint does not form a valid URL");
         return Attempt::Failed(ProxyError::UpstreamUnreachable(

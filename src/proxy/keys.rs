@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use http::{header, HeaderName, HeaderValue};
 
 use crate::proxy::endpoint;
 use crate::store::keys::{ApiType, Key};
@@ -27,15 +28,28 @@ pub struct PoolKey {
     pub api_type: ApiType,
     /// Normalized base URL (no trailing `/`, no `/v1`).
     pub base_url: String,
-    secret: String,
+    /// The ready credential header (`authorization: Bearer …` or Azure's `api-key`), marked
+    /// sensitive. Built once per reload; never logged.
+    auth: (HeaderName, HeaderValue),
     health: Arc<KeyHealth>,
 }
 
 impl PoolKey {
-    /// The credential; only the request builder should read it. Never log it.
-    pub fn secret(&self) -> &str {
-        &self.secret
+    /// The credential header for upstream requests; only the request builder reads it.
+    pub fn auth_header(&self) -> (HeaderName, HeaderValue) {
+        self.auth.clone()
     }
+}
+
+/// The credential header for `key`, or `None` if the secret cannot be a header value.
+fn auth_header(api_type: ApiType, secret: &str) -> Option<(HeaderName, HeaderValue)> {
+    let (name, value) = match api_type {
+        ApiType::OpenAi => (header::AUTHORIZATION, format!("Bearer {secret}")),
+        ApiType::Azure => (HeaderName::from_static("api-key"), secret.to_string()),
+    };
+    let mut value = HeaderValue::from_str(&value).ok()?;
+    value.set_sensitive(true);
+    Some((name, value))
 }
 
 /// Which keys can serve a request.
@@ -76,7 +90,12 @@ impl KeyPool {
         };
         let snapshot: Vec<Arc<PoolKey>> = keys
             .into_iter()
-            .map(|k| {
+            .filter_map(|k| {
+                let Some(auth) = auth_header(k.api_type, &k.key) else {
+                    tracing::warn!(key_id = k.id, key_name = %k.name,
+                        "key holds characters not allowed in a header; it is not used");
+                    return None;
+                };
                 let base_url = match (k.api_type, k.endpoint.trim()) {
                     (ApiType::OpenAi, "") => self.default_base.clone(),
                     (ApiType::OpenAi, e) => {
@@ -87,14 +106,14 @@ impl KeyPool {
                     }
                 };
                 let h = health.entry(k.id).or_default().clone();
-                Arc::new(PoolKey {
+                Some(Arc::new(PoolKey {
                     id: k.id,
                     name: k.name,
                     api_type: k.api_type,
                     base_url,
-                    secret: k.key,
+                    auth,
                     health: h,
-                })
+                }))
             })
             .collect();
         health.retain(|id, _| snapshot.iter().any(|k| k.id == *id));
@@ -109,24 +128,28 @@ impl KeyPool {
     /// When every candidate is cooling down, the one that recovers first is returned.
     pub fn next_for(&self, eligible: Eligible, tried: &[i64]) -> Option<Arc<PoolKey>> {
         let snapshot = self.keys.load();
-        let candidates: Vec<&Arc<PoolKey>> = snapshot
-            .iter()
-            .filter(|k| eligible == Eligible::OpenAiOrAzure || k.api_type == ApiType::OpenAi)
-            .filter(|k| !tried.contains(&k.id))
-            .collect();
-        if candidates.is_empty() {
+        let is_candidate = |k: &PoolKey| {
+            (eligible == Eligible::OpenAiOrAzure || k.api_type == ApiType::OpenAi)
+                && !tried.contains(&k.id)
+        };
+        let n = snapshot.iter().filter(|k| is_candidate(k)).count();
+        if n == 0 {
             return None;
         }
         let counter = match eligible {
             Eligible::OpenAiOnly => &self.rr_openai,
             Eligible::OpenAiOrAzure => &self.rr_any,
         };
-        let start = counter.fetch_add(1, Ordering::Relaxed);
+        let start = counter.fetch_add(1, Ordering::Relaxed) % n;
         let now = self.now_ms();
-        let n = candidates.len();
+        // Candidates in rotation order: the start-th candidate first, wrapping around.
+        let rotation = snapshot
+            .iter()
+            .filter(|k| is_candidate(k))
+            .skip(start)
+            .chain(snapshot.iter().filter(|k| is_candidate(k)).take(start));
         let mut soonest: Option<(&Arc<PoolKey>, u64)> = None;
-        for i in 0..n {
-            let k = candidates[(start + i) % n];
+        for k in rotation {
             let until = k.health.cooldown_until_ms.load(Ordering::Relaxed);
             if until <= now {
                 return Some(k.clone());

@@ -45,7 +45,8 @@ impl Mode {
 pub struct MeteredBody {
     inner: Incoming,
     mode: Mode,
-    idle: Pin<Box<Sleep>>,
+    /// Armed the first time upstream keeps us waiting; most small bodies never need it.
+    idle: Option<Pin<Box<Sleep>>>,
     idle_timeout: Duration,
     record: Option<Finished>,
     recorder: Recorder,
@@ -69,7 +70,7 @@ impl MeteredBody {
         MeteredBody {
             inner,
             mode,
-            idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            idle: None,
             idle_timeout,
             record: Some(record),
             recorder,
@@ -134,8 +135,10 @@ impl Body for MeteredBody {
         loop {
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    let deadline = tokio::time::Instant::now() + this.idle_timeout;
-                    this.idle.as_mut().reset(deadline);
+                    if let Some(idle) = this.idle.as_mut() {
+                        idle.as_mut()
+                            .reset(tokio::time::Instant::now() + this.idle_timeout);
+                    }
                     match frame.into_data() {
                         Ok(data) => {
                             let out = this.observe(data);
@@ -160,7 +163,11 @@ impl Body for MeteredBody {
                     return Poll::Ready(Some(Ok(Frame::data(tail))));
                 }
                 Poll::Pending => {
-                    if this.idle.as_mut().poll(cx).is_ready() {
+                    let timeout = this.idle_timeout;
+                    let idle = this
+                        .idle
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    if idle.as_mut().poll(cx).is_ready() {
                         tracing::warn!(timeout = ?this.idle_timeout, "upstream went idle mid-response");
                         this.finish(End::Failed);
                         return Poll::Ready(Some(Err("upstream idle timeout".into())));
