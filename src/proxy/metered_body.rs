@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
@@ -19,6 +19,68 @@ use crate::body::BoxError;
 use crate::metering::recorder::Recorder;
 use crate::metering::settle::{Finished, Observed};
 use crate::metering::usage::StreamMeter;
+
+/// Ready upstream bytes are gathered into one client frame up to this size.
+const COALESCE_MAX: usize = 64 * 1024;
+
+type FrameResult = Result<Frame<Bytes>, BoxError>;
+
+/// The bytes of one outgoing frame: the first chunk as is, a copy only if more join it.
+#[derive(Default)]
+struct Coalesced {
+    first: Option<Bytes>,
+    more: Option<BytesMut>,
+}
+
+impl Coalesced {
+    fn push(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        match (&self.first, &mut self.more) {
+            (None, _) => self.first = Some(data),
+            (Some(first), None) => {
+                let mut buf = BytesMut::with_capacity(first.len() + data.len() * 4);
+                buf.extend_from_slice(first);
+                buf.extend_from_slice(&data);
+                self.more = Some(buf);
+            }
+            (Some(_), Some(buf)) => buf.extend_from_slice(&data),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match (&self.first, &self.more) {
+            (_, Some(buf)) => buf.len(),
+            (Some(first), None) => first.len(),
+            (None, None) => 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn into_frame(self) -> Option<FrameResult> {
+        let bytes = match (self.first, self.more) {
+            (_, Some(buf)) => buf.freeze(),
+            (Some(first), None) => first,
+            (None, None) => return None,
+        };
+        Some(Ok(Frame::data(bytes)))
+    }
+
+    /// The gathered bytes now and `next` on the following poll, or `next` now if none.
+    fn then(self, stash: &mut Option<FrameResult>, next: FrameResult) -> Option<FrameResult> {
+        match self.into_frame() {
+            Some(frame) => {
+                *stash = Some(next);
+                Some(frame)
+            }
+            None => Some(next),
+        }
+    }
+}
 
 /// JSON bodies larger than this are forwarded but not parsed for usage.
 const MAX_JSON_KEEP: usize = 32 * 1024 * 1024;
@@ -49,6 +111,8 @@ pub struct MeteredBody {
     idle: Option<Pin<Box<Sleep>>>,
     idle_timeout: Duration,
     record: Option<Finished>,
+    /// A trailers frame or error that must follow bytes already returned.
+    stash: Option<FrameResult>,
     recorder: Recorder,
     started: Instant,
 }
@@ -73,6 +137,7 @@ impl MeteredBody {
             idle: None,
             idle_timeout,
             record: Some(record),
+            stash: None,
             recorder,
             started,
         }
@@ -129,9 +194,16 @@ impl Body for MeteredBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if let Some(next) = this.stash.take() {
+            return Poll::Ready(Some(next));
+        }
         if this.record.is_none() {
             return Poll::Ready(None);
         }
+        // Whatever upstream has already delivered goes out as one frame; nothing is held back
+        // waiting for more. (hyper's client hands over one chunk per scheduling round, so in
+        // practice this is one upstream chunk = one SSE event per client write.)
+        let mut out = Coalesced::default();
         loop {
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
@@ -141,28 +213,30 @@ impl Body for MeteredBody {
                     }
                     match frame.into_data() {
                         Ok(data) => {
-                            let out = this.observe(data);
-                            if out.is_empty() {
-                                continue;
+                            out.push(this.observe(data));
+                            if out.len() >= COALESCE_MAX {
+                                return Poll::Ready(out.into_frame());
                             }
-                            return Poll::Ready(Some(Ok(Frame::data(out))));
                         }
-                        Err(other) => return Poll::Ready(Some(Ok(other))),
+                        Err(trailers) => {
+                            return Poll::Ready(out.then(&mut this.stash, Ok(trailers)))
+                        }
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
                     tracing::warn!(error = %e, "upstream body failed mid-response");
                     this.finish(End::Failed);
-                    return Poll::Ready(Some(Err("upstream response failed".into())));
+                    let err: BoxError = "upstream response failed".into();
+                    return Poll::Ready(out.then(&mut this.stash, Err(err)));
                 }
                 Poll::Ready(None) => {
-                    let tail = this.finish(End::Complete);
-                    if tail.is_empty() {
-                        return Poll::Ready(None);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(tail))));
+                    out.push(this.finish(End::Complete));
+                    return Poll::Ready(out.into_frame());
                 }
                 Poll::Pending => {
+                    if !out.is_empty() {
+                        return Poll::Ready(out.into_frame());
+                    }
                     let timeout = this.idle_timeout;
                     let idle = this
                         .idle
@@ -179,7 +253,7 @@ impl Body for MeteredBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.record.is_none()
+        self.record.is_none() && self.stash.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
