@@ -35,7 +35,9 @@ pub struct Finished {
 pub enum Observed {
     /// Nothing to meter: an error answer, a binary body, or no upstream answer at all.
     Nothing,
-    /// A JSON body (possibly cut short by a disconnect), in the chunks it arrived in.
+    /// A JSON body whose usage was already read on the response path.
+    Usage { usage: Usage, model: Option<String> },
+    /// A JSON body without usage (or cut short by a disconnect), in the chunks it arrived in.
     Body(Vec<Bytes>),
     /// A server-sent event stream.
     Stream(StreamOutcome),
@@ -69,6 +71,7 @@ fn tokens(f: &Finished) -> (Usage, Option<String>, bool) {
     let (found, model, completion_text) = match &f.observed {
         _ if !success => return (Usage::default(), None, false),
         Observed::Nothing => return (Usage::default(), None, false),
+        Observed::Usage { usage, model } => return (*usage, model.clone(), false),
         Observed::Body(chunks) => {
             let body = concat(chunks);
             let (u, m) = usage::from_json_body(&body);

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
@@ -136,6 +136,7 @@ pub async fn send(
                 _ => 502,
             };
             finished.latency_ms = started.elapsed().as_millis() as u64;
+            finished.request_body = Bytes::new();
             app.recorder.record(finished);
             Err(e)
         }
@@ -289,8 +290,7 @@ fn respond(
         app.config.upstream.idle_timeout,
     );
     let mut response = Response::new(ResponseBody::Metered(Box::new(body)));
-    *response.status_mut() =
-        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
 }

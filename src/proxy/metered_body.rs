@@ -18,7 +18,7 @@ use tokio::time::Sleep;
 use crate::body::BoxError;
 use crate::metering::recorder::Recorder;
 use crate::metering::settle::{Finished, Observed};
-use crate::metering::usage::StreamMeter;
+use crate::metering::usage::{self, StreamMeter};
 
 /// Ready upstream bytes are gathered into one client frame up to this size.
 const COALESCE_MAX: usize = 64 * 1024;
@@ -170,7 +170,7 @@ impl MeteredBody {
         let mode = std::mem::replace(&mut self.mode, Mode::Plain);
         record.observed = match mode {
             Mode::Plain => Observed::Nothing,
-            Mode::Json { chunks, kept } if kept <= MAX_JSON_KEEP => Observed::Body(chunks),
+            Mode::Json { chunks, kept } if kept <= MAX_JSON_KEEP => json_observed(&chunks),
             Mode::Json { .. } => Observed::Nothing,
             Mode::Sse(mut meter) => {
                 if matches!(end, End::Complete) {
@@ -179,9 +179,31 @@ impl MeteredBody {
                 Observed::Stream(meter.finish())
             }
         };
+        // Until the recorder writes it (up to its batching window), a record must not pin
+        // hyper's read buffers: keep the request body only when tokens must be estimated, and
+        // then as a compact copy.
+        record.request_body = match &record.observed {
+            Observed::Usage { .. } | Observed::Nothing => Bytes::new(),
+            Observed::Stream(outcome) if outcome.usage.is_some() => Bytes::new(),
+            _ => Bytes::copy_from_slice(&record.request_body),
+        };
         record.latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.recorder.record(record);
         tail
+    }
+}
+
+/// A finished JSON body: its usage when it has one (the common case, parsed here cheaply
+/// from the usage object), else a compact copy for the recorder to estimate from.
+fn json_observed(chunks: &[Bytes]) -> Observed {
+    let body = match chunks {
+        [] => Bytes::new(),
+        [one] => one.clone(),
+        many => Bytes::from(many.concat()),
+    };
+    match usage::from_json_body(&body) {
+        (Some(usage), model) => Observed::Usage { usage, model },
+        (None, _) => Observed::Body(vec![Bytes::copy_from_slice(&body)]),
     }
 }
 
