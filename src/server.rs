@@ -4,8 +4,8 @@
 use std::convert::Infallible;
 use std::future::Future;
 
-use hyper::service::service_fn;
 use hyper::server::conn::http1;
+use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
