@@ -2,7 +2,7 @@
 //! schema with `user_version` migrations, and typed operations in `users`, `keys` and `usage`.
 //!
 //! Every method is blocking: async callers run them through `spawn_blocking`
-//! ([`Store::run`]), the recorder calls them from its own thread.
+//! (`AppState::blocking`), the recorder calls them from its own thread.
 
 pub mod keys;
 pub mod usage;
@@ -66,18 +66,6 @@ impl Store {
 
     pub fn conn(&self) -> Result<Conn, StoreError> {
         Ok(self.pool.get()?)
-    }
-
-    /// Runs blocking store work off the async runtime.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|_| StoreError::Join)?
     }
 
     fn migrate(&self) -> Result<(), StoreError> {

@@ -20,17 +20,6 @@ fn key_json(got: &Value, id: i64, key: &str, name: &str, api_type: &str, endpoin
     })
 }
 
-fn assert_error(body: &Value) {
-    let obj = body
-        .as_object()
-        .unwrap_or_else(|| panic!("not an object: {body}"));
-    assert_eq!(obj.len(), 1, "{body}");
-    assert!(
-        obj["error"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
-}
-
 async fn list(app: &TestApp, root: &str) -> Value {
     let (status, body) = app.get("/1/keys", root).await;
     assert_eq!(status, 200, "{body}");

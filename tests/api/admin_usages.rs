@@ -1,19 +1,8 @@
 //! `/1/usages` and `/1/me/usages`: windows, per-user totals, exact 6-decimal costs.
 
 use crate::helpers::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use time::{Date, Month, OffsetDateTime};
-
-fn assert_error(body: &Value) {
-    let obj = body
-        .as_object()
-        .unwrap_or_else(|| panic!("not an object: {body}"));
-    assert_eq!(obj.len(), 1, "{body}");
-    assert!(
-        obj["error"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
-}
 
 /// Root plus members alice (2), bob (3), carol (4), dave (5); returns (root, alice) tokens.
 async fn team(app: &TestApp) -> (String, String) {

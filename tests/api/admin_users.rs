@@ -42,18 +42,6 @@ fn unauthorized() -> Value {
     json!({"error": "Unauthorized"})
 }
 
-/// Asserts a `/1` error body: exactly one string field `error`.
-fn assert_error(body: &Value) {
-    let obj = body
-        .as_object()
-        .unwrap_or_else(|| panic!("not an object: {body}"));
-    assert_eq!(obj.len(), 1, "{body}");
-    assert!(
-        obj["error"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
-}
-
 /// Sends raw bytes as a JSON body; returns (status, JSON body or the text as a string).
 async fn raw(app: &TestApp, method: &str, path: &str, token: &str, body: Vec<u8>) -> (u16, Value) {
     let resp = app

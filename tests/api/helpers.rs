@@ -473,6 +473,18 @@ pub fn insert_usage(app: &TestApp, user_id: i64, created_at: &str, total: u64, c
     app.app.store.insert_usage(&[record]).unwrap();
 }
 
+/// Asserts a `/1` error body: exactly one non-empty string field `error`.
+pub fn assert_error(body: &Value) {
+    let obj = body
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {body}"));
+    assert_eq!(obj.len(), 1, "{body}");
+    assert!(
+        obj["error"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
 pub fn assert_uuid(token: &str) {
     let parsed = uuid::Uuid::parse_str(token).unwrap();
     assert_eq!(parsed.get_version_num(), 4, "{token}");
