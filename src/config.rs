@@ -181,12 +181,13 @@ fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
 
 fn secs(key: &str, v: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
     let v = v.unwrap_or(default);
+    // A week bounds every timeout and cooldown, so deadline arithmetic cannot overflow.
     Duration::try_from_secs_f64(v)
         .ok()
-        .filter(|d| !d.is_zero())
+        .filter(|d| !d.is_zero() && d.as_secs() <= 7 * 24 * 3600)
         .ok_or_else(|| ConfigError::Invalid {
             key: format!("upstream.{key}"),
-            message: format!("{v} is not a positive number of seconds"),
+            message: format!("{v} is not a number of seconds between 0 and one week"),
         })
 }
 
@@ -200,10 +201,10 @@ fn upstream(raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
             message: m.to_string(),
         })?;
     let max_attempts = raw.max_attempts.unwrap_or(3);
-    if max_attempts == 0 {
+    if !(1..=16).contains(&max_attempts) {
         return Err(ConfigError::Invalid {
             key: "upstream.max_attempts".into(),
-            message: "must be at least 1".into(),
+            message: "must be between 1 and 16".into(),
         });
     }
     Ok(UpstreamConfig {

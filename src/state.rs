@@ -28,6 +28,9 @@ pub struct AppState {
     pub keys: KeyPool,
     pub client: crate::proxy::client::UpstreamClient,
     pub recorder: Recorder,
+    /// Serializes list-then-replace of the caches, so a periodic refresh that read the tables
+    /// before an admin change cannot overwrite the newer snapshot that change installed.
+    reload_lock: std::sync::Mutex<()>,
 }
 
 pub type App = Arc<AppState>;
@@ -49,6 +52,7 @@ impl AppState {
             tokens: TokenIndex::new(),
             client,
             recorder,
+            reload_lock: std::sync::Mutex::new(()),
         };
         state.reload_users_blocking()?;
         state.reload_keys_blocking()?;
@@ -68,12 +72,14 @@ impl AppState {
     }
 
     pub fn reload_users_blocking(&self) -> Result<(), StoreError> {
+        let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let users = self.store.list_users(true)?;
         self.tokens.replace(&users);
         Ok(())
     }
 
     pub fn reload_keys_blocking(&self) -> Result<(), StoreError> {
+        let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let keys = self.store.list_keys()?;
         self.keys.replace(keys);
         Ok(())

@@ -13,7 +13,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -46,6 +46,9 @@ pub struct Recorder {
 
 struct Inner {
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Set (under the write lock) before `Shutdown` is sent; senders check it under the read
+    /// lock, so every record either precedes `Shutdown` in the channel or goes to the spool.
+    closed: RwLock<bool>,
     written: AtomicU64,
     spool: PathBuf,
     settler: Arc<Settler>,
@@ -58,6 +61,7 @@ impl Recorder {
         let (tx, rx) = mpsc::channel();
         let inner = Arc::new(Inner {
             thread: Mutex::new(None),
+            closed: RwLock::new(false),
             written: AtomicU64::new(0),
             spool,
             settler: Arc::new(settler),
@@ -74,8 +78,19 @@ impl Recorder {
 
     /// Hands a finished request over; never blocks.
     pub fn record(&self, finished: Finished) {
-        if let Err(mpsc::SendError(Msg::Record(f))) = self.tx.send(Msg::Record(finished)) {
-            // Only after shutdown: keep the record anyway, for the next start.
+        let closed = self.inner.closed.read().unwrap_or_else(|p| p.into_inner());
+        let late = if *closed {
+            Some(finished)
+        } else {
+            match self.tx.send(Msg::Record(finished)) {
+                Ok(()) => None,
+                Err(mpsc::SendError(Msg::Record(f))) => Some(f),
+                Err(_) => None,
+            }
+        };
+        drop(closed);
+        if let Some(f) = late {
+            // Only after shutdown began: keep the record anyway, for the next start.
             tracing::warn!("recorder stopped; spooling a late usage record");
             spool(&self.inner.spool, &[settle(&self.inner.settler, f)]);
         }
@@ -109,7 +124,13 @@ impl Recorder {
 
     /// Writes everything queued, then stops the thread and waits for it.
     pub async fn shutdown(&self) {
-        let _ = self.tx.send(Msg::Shutdown);
+        {
+            let mut closed = self.inner.closed.write().unwrap_or_else(|p| p.into_inner());
+            if !*closed {
+                *closed = true;
+                let _ = self.tx.send(Msg::Shutdown);
+            }
+        }
         self.wake();
         let handle = self.inner.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(handle) = handle {
@@ -206,20 +227,34 @@ fn spool(path: &Path, records: &[UsageRecord]) {
     }
 }
 
-/// Inserts spooled records (duplicates are ignored by `request_id`) and removes the file.
+/// Inserts spooled records one by one (duplicates are ignored by `request_id`). Lines that
+/// cannot be parsed or inserted stay in the file for the next start; the rest are removed.
 fn replay_spool(store: &Store, path: &Path) {
     let Ok(text) = std::fs::read_to_string(path) else {
         return;
     };
-    let records: Vec<UsageRecord> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    match store.insert_usage(&records) {
-        Ok(n) => {
-            tracing::info!(replayed = n, "usage spool replayed");
-            let _ = std::fs::remove_file(path);
+    let mut kept = String::new();
+    let mut replayed = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let inserted = serde_json::from_str::<UsageRecord>(line)
+            .map_err(|e| e.to_string())
+            .and_then(|r| store.insert_usage(&[r]).map_err(|e| e.to_string()));
+        match inserted {
+            Ok(n) => replayed += n,
+            Err(e) => {
+                tracing::error!(error = %e, "spooled usage record kept for the next start");
+                kept.push_str(line);
+                kept.push('\n');
+            }
         }
-        Err(e) => tracing::error!(error = %e, "usage spool replay failed; kept for next start"),
+    }
+    tracing::info!(replayed, "usage spool replayed");
+    let result = if kept.is_empty() {
+        std::fs::remove_file(path)
+    } else {
+        std::fs::write(path, kept)
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, path = %path.display(), "cannot update the usage spool");
     }
 }

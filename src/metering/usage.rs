@@ -96,7 +96,7 @@ pub fn from_json_body(body: &[u8]) -> (Option<Usage>, Option<String>) {
 
 /// The last `"usage": {…}` in `body`, parsed. Inside JSON strings quotes are escaped, so an
 /// unescaped `"usage"` followed by ':' is a key; anything unexpected falls back to a full parse.
-fn last_usage_object(body: &[u8]) -> Option<Usage> {
+pub fn last_usage_object(body: &[u8]) -> Option<Usage> {
     let at = memmem::rfind(body, b"\"usage\"")?;
     if at > 0 && body[at - 1] == b'\\' {
         return None;
@@ -201,9 +201,13 @@ impl MeterState {
             match serde_json::from_slice::<UsageChunk>(data) {
                 Ok(UsageChunk {
                     choices,
-                    usage: Some(usage),
-                }) => {
-                    self.outcome.usage = Some(usage.into());
+                    usage,
+                    response,
+                }) if usage.is_some() || response.as_ref().is_some_and(|r| r.usage.is_some()) => {
+                    // Chat/completions put usage at the top; the Responses API streams it
+                    // inside `response.completed`'s `response`.
+                    let usage = usage.or_else(|| response.and_then(|r| r.usage));
+                    self.outcome.usage = usage.map(Usage::from);
                     self.outcome.raw_data = Vec::new();
                     let usage_only = choices.is_some_and(|c| c.is_empty());
                     return !(self.strip_usage_chunk && usage_only);
@@ -228,6 +232,14 @@ struct UsageChunk {
     choices: Option<Vec<IgnoredAny>>,
     #[serde(default)]
     usage: Option<RawUsage>,
+    #[serde(default)]
+    response: Option<NestedResponse>,
+}
+
+#[derive(Deserialize)]
+struct NestedResponse {
+    #[serde(default)]
+    usage: Option<RawUsage>,
 }
 
 /// Whether `data` has a `"usage"` key whose value is an object. Inside JSON strings every quote
@@ -237,7 +249,7 @@ fn may_carry_usage(data: &[u8]) -> bool {
 }
 
 /// The first non-empty string value of a `"model"` key, without parsing the whole event.
-fn model_of(data: &[u8]) -> Option<String> {
+pub fn model_of(data: &[u8]) -> Option<String> {
     let value = value_after_key(data, b"\"model\"")?;
     let mut de = serde_json::Deserializer::from_slice(value);
     let model = Cow::<str>::deserialize(&mut de).ok()?;
@@ -394,6 +406,24 @@ mod tests {
 
     fn ev(data: &str) -> String {
         format!("data: {data}\n\n")
+    }
+
+    #[test]
+    fn responses_api_stream_usage_is_found() {
+        let created = r#"{"type":"response.created","response":{"id":"r1","model":"gpt-4o-2024-08-06","usage":null}}"#;
+        let delta = r#"{"type":"response.output_text.delta","delta":"Hi"}"#;
+        let done = r#"{"type":"response.completed","response":{"id":"r1","model":"gpt-4o-2024-08-06","usage":{"input_tokens":1000,"output_tokens":500,"total_tokens":1500}}}"#;
+        let mut meter = StreamMeter::new(false);
+        let text = run(&mut meter, &[&ev(created), &ev(delta), &ev(done)]);
+        assert_eq!(text, [ev(created), ev(delta), ev(done)].concat());
+        let o = meter.finish();
+        let want = Usage {
+            prompt_tokens: 1000,
+            completion_tokens: 500,
+            total_tokens: 1500,
+        };
+        assert_eq!(o.usage, Some(want));
+        assert_eq!(o.model.as_deref(), Some("gpt-4o-2024-08-06"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::metered_body::{MeteredBody, Mode};
 use super::request::{with_include_usage, Inspected};
 use crate::body::ResponseBody;
 use crate::error::ProxyError;
+use crate::metering::recorder::Recorder;
 use crate::metering::settle::{Finished, Observed};
 use crate::metering::usage::StreamMeter;
 use crate::state::App;
@@ -88,6 +89,26 @@ pub async fn send(
         _ => Eligible::OpenAiOnly,
     };
     let upstream = &app.config.upstream;
+    // Built before the first attempt so that a client leaving while catgate waits for the
+    // upstream (hyper then drops this future) still leaves its audit row.
+    let mut in_flight = InFlight {
+        recorder: &app.recorder,
+        started,
+        record: Some(Finished {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            user_id,
+            key_id: None,
+            route: out.path.clone(),
+            request_model: out.inspected.model.clone(),
+            request_body: out.body.clone(),
+            stream: out.inspected.stream,
+            status: 0,
+            attempts: 0,
+            latency_ms: 0,
+            created_at,
+            observed: Observed::Nothing,
+        }),
+    };
     let mut tried: Vec<i64> = Vec::with_capacity(upstream.max_attempts as usize);
     let mut last: Option<(Attempt, std::sync::Arc<PoolKey>)> = None;
     while tried.len() < upstream.max_attempts as usize {
@@ -95,6 +116,10 @@ pub async fn send(
             break;
         };
         tried.push(key.id);
+        if let Some(r) = in_flight.record.as_mut() {
+            r.key_id = Some(key.id);
+            r.attempts = tried.len() as u32;
+        }
         let attempt = attempt(app, &key, &out).await;
         let retry_in = match &attempt {
             Attempt::Answer(r) => rest_after(app, &key, r),
@@ -112,22 +137,8 @@ pub async fn send(
             }
         }
     }
-    let Some((attempt, key)) = last else {
+    let (Some((attempt, _)), Some(mut finished)) = (last, in_flight.record.take()) else {
         return Err(ProxyError::NoUpstreamKey);
-    };
-    let mut finished = Finished {
-        request_id: uuid::Uuid::now_v7().to_string(),
-        user_id,
-        key_id: Some(key.id),
-        route: out.path.clone(),
-        request_model: out.inspected.model.clone(),
-        request_body: out.body.clone(),
-        stream: out.inspected.stream,
-        status: 0,
-        attempts: tried.len() as u32,
-        latency_ms: 0,
-        created_at,
-        observed: Observed::Nothing,
     };
     match attempt {
         Attempt::Failed(e) => {
@@ -141,6 +152,26 @@ pub async fn send(
             Err(e)
         }
         Attempt::Answer(resp) => Ok(respond(app, resp, finished, &out, started)),
+    }
+}
+
+/// The record of a request still waiting for its upstream answer. Dropped with the record
+/// inside (the client went away; hyper cancels the handler), it writes a zero-cost row with
+/// status 499, nginx's "client closed request": the upstream saw the request.
+struct InFlight<'a> {
+    recorder: &'a Recorder,
+    started: Instant,
+    record: Option<Finished>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(mut record) = self.record.take().filter(|r| r.attempts > 0) {
+            record.status = 499;
+            record.latency_ms = self.started.elapsed().as_millis() as u64;
+            record.request_body = Bytes::new();
+            self.recorder.record(record);
+        }
     }
 }
 
@@ -204,7 +235,7 @@ async fn attempt(app: &App, key: &PoolKey, out: &Outbound) -> Attempt {
 
 fn body_for(out: &Outbound, upstream_takes_stream_options: bool) -> Bytes {
     if out.inject_usage && upstream_takes_stream_options {
-        if let Some(b) = with_include_usage(&out.body, &out.inspected) {
+        if let Some(b) = with_include_usage(&out.body) {
             return b;
         }
     }

@@ -82,25 +82,77 @@ impl Coalesced {
     }
 }
 
-/// JSON bodies larger than this are forwarded but not parsed for usage.
+/// JSON bodies up to this size are kept whole for metering; past it only the head (for the
+/// model) and the last [`JSON_TAIL`] bytes (where OpenAI puts `usage`) are kept.
 const MAX_JSON_KEEP: usize = 32 * 1024 * 1024;
+const JSON_TAIL: usize = 64 * 1024;
+
+/// What is kept of a JSON body while it streams through.
+#[derive(Default)]
+pub struct JsonKeep {
+    /// Every chunk, until the body outgrows [`MAX_JSON_KEEP`].
+    whole: Option<Vec<Bytes>>,
+    kept: usize,
+    head: Option<Bytes>,
+    tail: std::collections::VecDeque<Bytes>,
+    tail_len: usize,
+}
+
+impl JsonKeep {
+    fn push(&mut self, data: &Bytes) {
+        if self.head.is_none() {
+            self.head = Some(data.clone());
+            self.whole = Some(Vec::new());
+        }
+        self.kept += data.len();
+        match &mut self.whole {
+            Some(chunks) if self.kept <= MAX_JSON_KEEP => chunks.push(data.clone()),
+            _ => self.whole = None,
+        }
+        self.tail.push_back(data.clone());
+        self.tail_len += data.len();
+        while self.tail_len - self.tail.front().map_or(0, Bytes::len) >= JSON_TAIL {
+            if let Some(old) = self.tail.pop_front() {
+                self.tail_len -= old.len();
+            }
+        }
+    }
+
+    fn observed(self) -> Observed {
+        if let Some(chunks) = self.whole {
+            return json_observed(&chunks);
+        }
+        // Too large to keep whole: the usage object is at the end, the model near the start.
+        let tail: Vec<u8> = self.tail.iter().flat_map(|b| b.iter().copied()).collect();
+        match usage::last_usage_object(&tail) {
+            Some(usage) => Observed::Usage {
+                usage,
+                model: self.head.as_deref().and_then(usage::model_of),
+            },
+            None => {
+                tracing::warn!(
+                    bytes = self.kept,
+                    "large JSON answer without a usage object; recorded with zero tokens"
+                );
+                Observed::Nothing
+            }
+        }
+    }
+}
 
 /// How the body is observed.
 pub enum Mode {
     /// Forward only (errors, binary bodies).
     Plain,
-    /// Keep a copy of the JSON body for the recorder to parse.
-    Json { chunks: Vec<Bytes>, kept: usize },
+    /// Keep the JSON body (or its head and tail) to read its usage at the end.
+    Json(Box<JsonKeep>),
     /// Split SSE events; optionally drop the usage-only chunk catgate asked for.
     Sse(Box<StreamMeter>),
 }
 
 impl Mode {
     pub fn json() -> Mode {
-        Mode::Json {
-            chunks: Vec::new(),
-            kept: 0,
-        }
+        Mode::Json(Box::default())
     }
 }
 
@@ -147,14 +199,8 @@ impl MeteredBody {
     fn observe(&mut self, data: Bytes) -> Bytes {
         match &mut self.mode {
             Mode::Plain => data,
-            Mode::Json { chunks, kept } => {
-                if *kept + data.len() <= MAX_JSON_KEEP {
-                    *kept += data.len();
-                    chunks.push(data.clone());
-                } else {
-                    chunks.clear();
-                    *kept = usize::MAX / 2;
-                }
+            Mode::Json(keep) => {
+                keep.push(&data);
                 data
             }
             Mode::Sse(meter) => meter.on_chunk(data),
@@ -170,8 +216,7 @@ impl MeteredBody {
         let mode = std::mem::replace(&mut self.mode, Mode::Plain);
         record.observed = match mode {
             Mode::Plain => Observed::Nothing,
-            Mode::Json { chunks, kept } if kept <= MAX_JSON_KEEP => json_observed(&chunks),
-            Mode::Json { .. } => Observed::Nothing,
+            Mode::Json(keep) => keep.observed(),
             Mode::Sse(mut meter) => {
                 if matches!(end, End::Complete) {
                     tail = meter.on_end();
@@ -291,5 +336,35 @@ impl Drop for MeteredBody {
     fn drop(&mut self) {
         // The client went away (or the server is closing): record what was seen so far.
         self.finish(End::Failed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_json_bodies_are_metered_from_their_tail() {
+        let mut keep = JsonKeep::default();
+        keep.push(&Bytes::from_static(
+            br#"{"object":"list","model":"text-embedding-3-large","data":["#,
+        ));
+        let filler = Bytes::from(vec![b' '; 1024 * 1024]);
+        for _ in 0..40 {
+            keep.push(&filler);
+        }
+        keep.push(&Bytes::from_static(
+            br#"],"usage":{"prompt_tokens":100000,"total_tokens":100000}}"#,
+        ));
+        match keep.observed() {
+            Observed::Usage { usage, model } => {
+                assert_eq!(
+                    (usage.prompt_tokens, usage.total_tokens),
+                    (100_000, 100_000)
+                );
+                assert_eq!(model.as_deref(), Some("text-embedding-3-large"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

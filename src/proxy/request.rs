@@ -3,6 +3,7 @@
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// The few request fields that steer routing and metering.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -50,22 +51,49 @@ pub fn inspect(body: &[u8]) -> Inspected {
     }
 }
 
-/// The body with `stream_options.include_usage = true`. Without an existing `stream_options`
-/// the field is spliced in after the opening brace, so every other byte stays as sent.
-pub fn with_include_usage(body: &Bytes, inspected: &Inspected) -> Option<Bytes> {
-    if !inspected.has_stream_options {
-        let open = body.iter().position(|b| *b == b'{')?;
-        const FIELD: &[u8] = br#""stream_options":{"include_usage":true},"#;
-        let mut out = BytesMut::with_capacity(body.len() + FIELD.len());
-        out.extend_from_slice(&body[..=open]);
-        out.extend_from_slice(FIELD);
-        out.extend_from_slice(&body[open + 1..]);
-        return Some(out.freeze());
+/// The body with `stream_options.include_usage = true`, every other byte as sent. Without a
+/// `stream_options` key the field is spliced in after the opening brace; otherwise only the
+/// bytes of its value are replaced (an object keeps its other options; `null` or any other
+/// value becomes `{"include_usage":true}`).
+pub fn with_include_usage(body: &Bytes) -> Option<Bytes> {
+    #[derive(Deserialize)]
+    struct Raw<'a> {
+        #[serde(borrow, default, deserialize_with = "present")]
+        stream_options: Option<&'a RawValue>,
     }
-    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let options = value.get_mut("stream_options")?.as_object_mut()?;
-    options.insert("include_usage".into(), serde_json::Value::Bool(true));
-    serde_json::to_vec(&value).ok().map(Bytes::from)
+    /// `Some` for any value, `null` included (plain `Option` would turn `null` into `None`).
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+        <&RawValue>::deserialize(d).map(Some)
+    }
+    let raw: Raw<'_> = serde_json::from_slice(body).ok()?;
+    let (start, end, value) = match raw.stream_options {
+        None => {
+            let open = body.iter().position(|b| *b == b'{')?;
+            (
+                open + 1,
+                open + 1,
+                r#""stream_options":{"include_usage":true},"#.to_string(),
+            )
+        }
+        Some(options) => {
+            let text = options.get();
+            let start = (text.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+            let value =
+                match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text) {
+                    Ok(mut map) => {
+                        map.insert("include_usage".into(), serde_json::Value::Bool(true));
+                        serde_json::to_string(&map).ok()?
+                    }
+                    Err(_) => r#"{"include_usage":true}"#.to_string(),
+                };
+            (start, start + text.len(), value)
+        }
+    };
+    let mut out = BytesMut::with_capacity(body.len() + value.len());
+    out.extend_from_slice(body.get(..start)?);
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(body.get(end..)?);
+    Some(out.freeze())
 }
 
 #[cfg(test)]
@@ -88,7 +116,7 @@ mod tests {
     #[test]
     fn splices_include_usage_without_touching_other_bytes() {
         let body = Bytes::from_static(b" {\"model\":\"m\",\n \"stream\": true}");
-        let out = with_include_usage(&body, &inspect(&body)).unwrap();
+        let out = with_include_usage(&body).unwrap();
         assert_eq!(
             &out[..],
             b" {\"stream_options\":{\"include_usage\":true},\"model\":\"m\",\n \"stream\": true}"
@@ -102,7 +130,7 @@ mod tests {
         let body = Bytes::from_static(
             br#"{"model":"m","stream":true,"stream_options":{"include_usage":false}}"#,
         );
-        let out = with_include_usage(&body, &inspect(&body)).unwrap();
+        let out = with_include_usage(&body).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert_eq!(v["model"], "m");

@@ -33,8 +33,8 @@ impl ApiType {
     }
 }
 
-/// A stored upstream credential, as the opencatd API shows it.
-#[derive(Debug, Clone, Serialize)]
+/// A stored upstream credential, as the opencatd API shows it. `Debug` hides the secret.
+#[derive(Clone, Serialize)]
 pub struct Key {
     pub id: i64,
     pub key: String,
@@ -46,6 +46,18 @@ pub struct Key {
     pub created_at: String,
     #[serde(rename = "updatedAt")]
     pub updated_at: String,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Key")
+            .field("id", &self.id)
+            .field("key", &"<redacted>")
+            .field("name", &self.name)
+            .field("api_type", &self.api_type)
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
 }
 
 const COLUMNS: &str = "id, key, name, api_type, endpoint, created_at, updated_at";

@@ -352,6 +352,17 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// A stand-in received request, for building default replies ahead of time.
+    pub fn mock_req(&self) -> Received {
+        Received {
+            method: "POST".into(),
+            path: "/v1/chat/completions".into(),
+            query: None,
+            headers: http::HeaderMap::new(),
+            body: Bytes::from_static(br#"{"model":"gpt-4o-mini"}"#),
+        }
+    }
+
     pub fn db_path(&self) -> std::path::PathBuf {
         self.dir.path().join("catgate.db")
     }

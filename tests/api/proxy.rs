@@ -309,3 +309,30 @@ async fn keys_added_and_deleted_take_effect_immediately() {
     let keys: Vec<String> = app.mock.received().iter().map(|r| r.key()).collect();
     assert_eq!(keys, ["sk-1", "sk-2", "sk-1", "sk-1"]);
 }
+
+#[tokio::test]
+async fn client_leaving_before_the_answer_still_leaves_one_audit_row() {
+    let app = spawn_app().await;
+    let (_, member) = app.with_team(1).await;
+    app.mock
+        .push(default_reply(&app.mock_req()).with_head_delay(std::time::Duration::from_secs(2)));
+    let call = app
+        .http
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&member)
+        .timeout(std::time::Duration::from_millis(300))
+        .body(chat("gpt-4o-mini").to_string())
+        .send()
+        .await;
+    assert!(call.is_err(), "the client gave up");
+    let rows = app.usage_rows(1).await;
+    assert_eq!(
+        (rows[0].status, rows[0].attempts, rows[0].total_tokens),
+        (499, 1, 0)
+    );
+    assert_eq!(
+        app.mock.received().len(),
+        1,
+        "the upstream did see the request"
+    );
+}
