@@ -87,12 +87,13 @@ impl Coalesced {
 const MAX_JSON_KEEP: usize = 32 * 1024 * 1024;
 const JSON_TAIL: usize = 64 * 1024;
 
-/// What is kept of a JSON body while it streams through.
+/// What is kept of a JSON body while it streams through: every chunk until the body
+/// outgrows [`MAX_JSON_KEEP`], then only its first chunk and its last [`JSON_TAIL`] bytes.
 #[derive(Default)]
 pub struct JsonKeep {
-    /// Every chunk, until the body outgrows [`MAX_JSON_KEEP`].
-    whole: Option<Vec<Bytes>>,
+    whole: Vec<Bytes>,
     kept: usize,
+    overflowed: bool,
     head: Option<Bytes>,
     tail: std::collections::VecDeque<Bytes>,
     tail_len: usize,
@@ -100,17 +101,26 @@ pub struct JsonKeep {
 
 impl JsonKeep {
     fn push(&mut self, data: &Bytes) {
-        if self.head.is_none() {
-            self.head = Some(data.clone());
-            self.whole = Some(Vec::new());
-        }
         self.kept += data.len();
-        match &mut self.whole {
-            Some(chunks) if self.kept <= MAX_JSON_KEEP => chunks.push(data.clone()),
-            _ => self.whole = None,
+        if !self.overflowed {
+            self.whole.push(data.clone());
+            if self.kept <= MAX_JSON_KEEP {
+                return;
+            }
+            self.overflowed = true;
+            let mut chunks = std::mem::take(&mut self.whole).into_iter();
+            self.head = chunks.next();
+            for chunk in chunks {
+                self.push_tail(chunk);
+            }
+            return;
         }
-        self.tail.push_back(data.clone());
-        self.tail_len += data.len();
+        self.push_tail(data.clone());
+    }
+
+    fn push_tail(&mut self, chunk: Bytes) {
+        self.tail_len += chunk.len();
+        self.tail.push_back(chunk);
         while self.tail_len - self.tail.front().map_or(0, Bytes::len) >= JSON_TAIL {
             if let Some(old) = self.tail.pop_front() {
                 self.tail_len -= old.len();
@@ -119,8 +129,8 @@ impl JsonKeep {
     }
 
     fn observed(self) -> Observed {
-        if let Some(chunks) = self.whole {
-            return json_observed(&chunks);
+        if !self.overflowed {
+            return json_observed(&self.whole);
         }
         // Too large to keep whole: the usage object is at the end, the model near the start.
         let tail: Vec<u8> = self.tail.iter().flat_map(|b| b.iter().copied()).collect();
