@@ -72,53 +72,52 @@ async fn window_bounds_and_exact_totals() {
     insert_usage(&app, 5, "2024-04-01T00:00:00.000000Z", 50, "0.5");
     insert_usage(&app, 5, "2024-01-31T10:00:00.000000Z", 60, "0.6");
 
-    let (status, body) = app
-        .get("/1/usages?from=2024-03-01&to=2024-04-01", &root)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body,
+    app.expect_get(
+        "/1/usages?from=2024-03-01&to=2024-04-01",
+        &root,
+        200,
         json!([
             {"userId": 2, "totalUnit": 15, "cost": "0.000001"},
             {"userId": 3, "totalUnit": 15, "cost": "0.000003"},
             {"userId": 4, "totalUnit": 609, "cost": "0.600001"},
-        ])
-    );
+        ]),
+    )
+    .await;
 
     // A one-day window at the `to` edge picks up exactly the two records at 04-01 00:00.
-    let (status, body) = app
-        .get("/1/usages?from=2024-04-01&to=2024-04-02", &root)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body,
+    app.expect_get(
+        "/1/usages?from=2024-04-01&to=2024-04-02",
+        &root,
+        200,
         json!([
             {"userId": 2, "totalUnit": 1000, "cost": "1.000000"},
             {"userId": 5, "totalUnit": 50, "cost": "0.500000"},
-        ])
-    );
+        ]),
+    )
+    .await;
 
     // A wide window sums everything.
-    let (status, body) = app
-        .get("/1/usages?from=2000-01-01&to=2100-01-01", &root)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body,
+    app.expect_get(
+        "/1/usages?from=2000-01-01&to=2100-01-01",
+        &root,
+        200,
         json!([
             {"userId": 2, "totalUnit": 3015, "cost": "3.000001"},
             {"userId": 3, "totalUnit": 15, "cost": "0.000003"},
             {"userId": 4, "totalUnit": 609, "cost": "0.600001"},
             {"userId": 5, "totalUnit": 110, "cost": "1.100000"},
-        ])
-    );
+        ]),
+    )
+    .await;
 
     // Nothing in the window → [].
-    let (status, body) = app
-        .get("/1/usages?from=2023-01-01&to=2023-12-31", &root)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body, json!([]));
+    app.expect_get(
+        "/1/usages?from=2023-01-01&to=2023-12-31",
+        &root,
+        200,
+        json!([]),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -138,19 +137,18 @@ async fn rounding_is_half_up_to_six_decimals() {
     for _ in 0..100 {
         insert_usage(&app, 5, day, 1, "0.00000001");
     }
-    let (status, body) = app
-        .get("/1/usages?from=2024-06-01&to=2024-07-01", &root)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body,
+    app.expect_get(
+        "/1/usages?from=2024-06-01&to=2024-07-01",
+        &root,
+        200,
         json!([
             {"userId": 2, "totalUnit": 1, "cost": "0.000000"},
             {"userId": 3, "totalUnit": 2, "cost": "12.345679"},
             {"userId": 4, "totalUnit": 6_000_000_000_i64, "cost": "0.000000"},
             {"userId": 5, "totalUnit": 100, "cost": "0.000001"},
-        ])
-    );
+        ]),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -182,12 +180,13 @@ async fn default_window_is_the_current_month() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, expected);
     // And /1/me/usages uses the same default.
-    let (status, body) = app.get("/1/me/usages", &root).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body,
-        json!([{"userId": 1, "totalUnit": 0, "cost": "0.000000"}])
-    );
+    app.expect_get(
+        "/1/me/usages",
+        &root,
+        200,
+        json!([{"userId": 1, "totalUnit": 0, "cost": "0.000000"}]),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -214,19 +213,20 @@ async fn bad_windows_are_rejected() {
         }
     }
     // from == to is an empty window, not an error.
-    let (status, body) = app
-        .get("/1/usages?from=2024-03-05&to=2024-03-05", &root)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body, json!([]));
-    let (status, body) = app
-        .get("/1/me/usages?from=2024-03-05&to=2024-03-05", &alice)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body,
-        json!([{"userId": 2, "totalUnit": 0, "cost": "0.000000"}])
-    );
+    app.expect_get(
+        "/1/usages?from=2024-03-05&to=2024-03-05",
+        &root,
+        200,
+        json!([]),
+    )
+    .await;
+    app.expect_get(
+        "/1/me/usages?from=2024-03-05&to=2024-03-05",
+        &alice,
+        200,
+        json!([{"userId": 2, "totalUnit": 0, "cost": "0.000000"}]),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -243,12 +243,13 @@ async fn members_see_only_their_own_usage() {
     assert_error(&body);
 
     // No rows yet: zeros.
-    let (status, body) = app.get("/1/me/usages", &alice).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body,
-        json!([{"userId": 2, "totalUnit": 0, "cost": "0.000000"}])
-    );
+    app.expect_get(
+        "/1/me/usages",
+        &alice,
+        200,
+        json!([{"userId": 2, "totalUnit": 0, "cost": "0.000000"}]),
+    )
+    .await;
 
     insert_usage(&app, 2, &now(), 20, "0.0000004");
     insert_usage(&app, 2, &now(), 22, "0.0000001");
@@ -256,38 +257,40 @@ async fn members_see_only_their_own_usage() {
     insert_usage(&app, 3, &now(), 99, "9.99");
     insert_usage(&app, 1, &now(), 77, "7.77");
 
-    let (status, body) = app.get("/1/me/usages", &alice).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body,
-        json!([{"userId": 2, "totalUnit": 42, "cost": "0.000001"}])
-    );
-    let (status, body) = app
-        .get("/1/me/usages?from=2024-03-01&to=2024-04-01", &alice)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body,
-        json!([{"userId": 2, "totalUnit": 5, "cost": "0.250000"}])
-    );
-    let (status, body) = app.get("/1/me/usages", &root).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body,
-        json!([{"userId": 1, "totalUnit": 77, "cost": "7.770000"}])
-    );
+    app.expect_get(
+        "/1/me/usages",
+        &alice,
+        200,
+        json!([{"userId": 2, "totalUnit": 42, "cost": "0.000001"}]),
+    )
+    .await;
+    app.expect_get(
+        "/1/me/usages?from=2024-03-01&to=2024-04-01",
+        &alice,
+        200,
+        json!([{"userId": 2, "totalUnit": 5, "cost": "0.250000"}]),
+    )
+    .await;
+    app.expect_get(
+        "/1/me/usages",
+        &root,
+        200,
+        json!([{"userId": 1, "totalUnit": 77, "cost": "7.770000"}]),
+    )
+    .await;
 
     // Root's report shows everyone for the month.
-    let (status, body) = app.get("/1/usages", &root).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body,
+    app.expect_get(
+        "/1/usages",
+        &root,
+        200,
         json!([
             {"userId": 1, "totalUnit": 77, "cost": "7.770000"},
             {"userId": 2, "totalUnit": 42, "cost": "0.000001"},
             {"userId": 3, "totalUnit": 99, "cost": "9.990000"},
-        ])
-    );
+        ]),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -297,12 +300,11 @@ async fn deleted_users_usage_is_kept() {
     insert_usage(&app, 3, "2024-03-10T00:00:00.000000Z", 30, "0.03");
     let (status, _) = app.call("DELETE", "/1/users/3", Some(&root), None).await;
     assert_eq!(status, 200);
-    let (status, body) = app
-        .get("/1/usages?from=2024-03-01&to=2024-04-01", &root)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body,
-        json!([{"userId": 3, "totalUnit": 30, "cost": "0.030000"}])
-    );
+    app.expect_get(
+        "/1/usages?from=2024-03-01&to=2024-04-01",
+        &root,
+        200,
+        json!([{"userId": 3, "totalUnit": 30, "cost": "0.030000"}]),
+    )
+    .await;
 }

@@ -401,6 +401,12 @@ impl TestApp {
         self.call("POST", path, Some(token), Some(body)).await
     }
 
+    /// GET `path` as `token` and assert the exact status and JSON body.
+    pub async fn expect_get(&self, path: &str, token: &str, status: u16, body: Value) {
+        let (got_status, got_body) = self.get(path, token).await;
+        assert_eq!((got_status, &got_body), (status, &body), "GET {path}");
+    }
+
     /// POST /1/users/init → root token.
     pub async fn init_root(&self) -> String {
         let (status, body) = self.call("POST", "/1/users/init", None, None).await;
