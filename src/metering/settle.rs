@@ -37,8 +37,8 @@ pub enum Observed {
     Nothing,
     /// A JSON body whose usage was already read on the response path.
     Usage { usage: Usage, model: Option<String> },
-    /// A JSON body without usage (or cut short by a disconnect), in the chunks it arrived in.
-    Body(Vec<Bytes>),
+    /// A JSON body without usage (or cut short by a disconnect), as one compact buffer.
+    Body(Bytes),
     /// A server-sent event stream.
     Stream(StreamOutcome),
 }
@@ -72,11 +72,10 @@ fn tokens(f: &Finished) -> (Usage, Option<String>, bool) {
         _ if !success => return (Usage::default(), None, false),
         Observed::Nothing => return (Usage::default(), None, false),
         Observed::Usage { usage, model } => return (*usage, model.clone(), false),
-        Observed::Body(chunks) => {
-            let body = concat(chunks);
-            let (u, m) = usage::from_json_body(&body);
+        Observed::Body(body) => {
+            let (u, m) = usage::from_json_body(body);
             let text = match u {
-                None => usage::completion_text_from_body(&body),
+                None => usage::completion_text_from_body(body),
                 Some(_) => String::new(),
             };
             (u, m, text)
@@ -110,14 +109,6 @@ fn tokens(f: &Finished) -> (Usage, Option<String>, bool) {
         total_tokens: prompt + completion,
     };
     (u, model, true)
-}
-
-fn concat(chunks: &[Bytes]) -> Bytes {
-    match chunks {
-        [] => Bytes::new(),
-        [one] => one.clone(),
-        many => Bytes::from(many.concat()),
-    }
 }
 
 /// Settles with estimation and pricing.

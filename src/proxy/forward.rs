@@ -33,9 +33,9 @@ pub struct Outbound {
     pub inject_usage: bool,
 }
 
-/// Client headers that never go upstream: hop-by-hop ones, the client's credentials, and
-/// the ones the client library sets itself (`host`, `content-length`). `accept-encoding` is dropped so bodies arrive unencoded
-/// and can be metered.
+/// Client headers that never go upstream: hop-by-hop ones, the client's credentials, and the
+/// ones hyper sets itself (`host`, `content-length`). `accept-encoding` is dropped so bodies
+/// arrive unencoded and can be metered.
 const DROP_REQUEST: &[&str] = &[
     "host",
     "authorization",

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
@@ -19,68 +19,6 @@ use crate::body::BoxError;
 use crate::metering::recorder::Recorder;
 use crate::metering::settle::{Finished, Observed};
 use crate::metering::usage::{self, StreamMeter};
-
-/// Ready upstream bytes are gathered into one client frame up to this size.
-const COALESCE_MAX: usize = 64 * 1024;
-
-type FrameResult = Result<Frame<Bytes>, BoxError>;
-
-/// The bytes of one outgoing frame: the first chunk as is, a copy only if more join it.
-#[derive(Default)]
-struct Coalesced {
-    first: Option<Bytes>,
-    more: Option<BytesMut>,
-}
-
-impl Coalesced {
-    fn push(&mut self, data: Bytes) {
-        if data.is_empty() {
-            return;
-        }
-        match (&self.first, &mut self.more) {
-            (None, _) => self.first = Some(data),
-            (Some(first), None) => {
-                let mut buf = BytesMut::with_capacity(first.len() + data.len() * 4);
-                buf.extend_from_slice(first);
-                buf.extend_from_slice(&data);
-                self.more = Some(buf);
-            }
-            (Some(_), Some(buf)) => buf.extend_from_slice(&data),
-        }
-    }
-
-    fn len(&self) -> usize {
-        match (&self.first, &self.more) {
-            (_, Some(buf)) => buf.len(),
-            (Some(first), None) => first.len(),
-            (None, None) => 0,
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn into_frame(self) -> Option<FrameResult> {
-        let bytes = match (self.first, self.more) {
-            (_, Some(buf)) => buf.freeze(),
-            (Some(first), None) => first,
-            (None, None) => return None,
-        };
-        Some(Ok(Frame::data(bytes)))
-    }
-
-    /// The gathered bytes now and `next` on the following poll, or `next` now if none.
-    fn then(self, stash: &mut Option<FrameResult>, next: FrameResult) -> Option<FrameResult> {
-        match self.into_frame() {
-            Some(frame) => {
-                *stash = Some(next);
-                Some(frame)
-            }
-            None => Some(next),
-        }
-    }
-}
 
 /// JSON bodies up to this size are kept whole for metering; past it only the head (for the
 /// model) and the last [`JSON_TAIL`] bytes (where OpenAI puts `usage`) are kept.
@@ -173,8 +111,8 @@ pub struct MeteredBody {
     idle: Option<Pin<Box<Sleep>>>,
     idle_timeout: Duration,
     record: Option<Finished>,
-    /// A trailers frame or error that must follow bytes already returned.
-    stash: Option<FrameResult>,
+    /// Trailers that must follow the partial last SSE event returned before them.
+    stash: Option<Frame<Bytes>>,
     recorder: Recorder,
     started: Instant,
 }
@@ -258,7 +196,9 @@ fn json_observed(chunks: &[Bytes]) -> Observed {
     };
     match usage::from_json_body(&body) {
         (Some(usage), model) => Observed::Usage { usage, model },
-        (None, _) => Observed::Body(vec![Bytes::copy_from_slice(&body)]),
+        // A lone chunk is a slice of hyper's read buffer; a concatenation is already compact.
+        (None, _) if chunks.len() == 1 => Observed::Body(Bytes::copy_from_slice(&body)),
+        (None, _) => Observed::Body(body),
     }
 }
 
@@ -271,16 +211,14 @@ impl Body for MeteredBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if let Some(next) = this.stash.take() {
-            return Poll::Ready(Some(next));
+        if let Some(trailers) = this.stash.take() {
+            return Poll::Ready(Some(Ok(trailers)));
         }
         if this.record.is_none() {
             return Poll::Ready(None);
         }
-        // Whatever upstream has already delivered goes out as one frame; nothing is held back
-        // waiting for more. (hyper's client hands over one chunk per scheduling round, so in
-        // practice this is one upstream chunk = one SSE event per client write.)
-        let mut out = Coalesced::default();
+        // One upstream frame in, at most one frame out, as soon as it arrives. (hyper's client
+        // hands over one chunk per scheduling round, so there is nothing ready to merge.)
         loop {
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
@@ -290,30 +228,36 @@ impl Body for MeteredBody {
                     }
                     match frame.into_data() {
                         Ok(data) => {
-                            out.push(this.observe(data));
-                            if out.len() >= COALESCE_MAX {
-                                return Poll::Ready(out.into_frame());
+                            let out = this.observe(data);
+                            if out.is_empty() {
+                                continue;
                             }
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
                         }
                         Err(trailers) => {
-                            return Poll::Ready(out.then(&mut this.stash, Ok(trailers)))
+                            // A partial last SSE event goes out before the trailers, not after.
+                            let partial = match &mut this.mode {
+                                Mode::Sse(meter) => meter.on_end(),
+                                _ => Bytes::new(),
+                            };
+                            if partial.is_empty() {
+                                return Poll::Ready(Some(Ok(trailers)));
+                            }
+                            this.stash = Some(trailers);
+                            return Poll::Ready(Some(Ok(Frame::data(partial))));
                         }
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
                     tracing::warn!(error = %e, "upstream body failed mid-response");
                     this.finish(End::Failed);
-                    let err: BoxError = "upstream response failed".into();
-                    return Poll::Ready(out.then(&mut this.stash, Err(err)));
+                    return Poll::Ready(Some(Err("upstream response failed".into())));
                 }
                 Poll::Ready(None) => {
-                    out.push(this.finish(End::Complete));
-                    return Poll::Ready(out.into_frame());
+                    let tail = this.finish(End::Complete);
+                    return Poll::Ready((!tail.is_empty()).then(|| Ok(Frame::data(tail))));
                 }
                 Poll::Pending => {
-                    if !out.is_empty() {
-                        return Poll::Ready(out.into_frame());
-                    }
                     let timeout = this.idle_timeout;
                     let idle = this
                         .idle

@@ -12,7 +12,6 @@ pub struct Inspected {
     pub stream: bool,
     /// The client's own `stream_options.include_usage`, if it set one.
     pub include_usage: Option<bool>,
-    pub has_stream_options: bool,
 }
 
 #[derive(Deserialize)]
@@ -47,7 +46,6 @@ pub fn inspect(body: &[u8]) -> Inspected {
         model: peek.model.map(|m| m.into_owned()).filter(|m| !m.is_empty()),
         stream: matches!(peek.stream, Some(serde_json::Value::Bool(true))),
         include_usage,
-        has_stream_options: matches!(peek.stream_options, Some(serde_json::Value::Object(_))),
     }
 }
 
