@@ -5,8 +5,9 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use catgate::metering::pricing::PriceTable;
+use catgate::metering::stream_meter::StreamMeter;
 use catgate::metering::tokenizer::Tokenizer;
-use catgate::metering::usage::StreamMeter;
+use catgate::metering::usage::Usage;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 /// A 200-chunk chat completion stream as OpenAI sends it with `include_usage`: every chunk has
@@ -73,7 +74,12 @@ fn stream_meter(c: &mut Criterion) {
 }
 
 fn pricing(c: &mut Criterion) {
-    let table = PriceTable::defaults();
+    let table = PriceTable::builtin().expect("built-in prices");
+    let usage = Usage {
+        cached_tokens: 768,
+        reasoning_tokens: 64,
+        ..Usage::plain(1024, 200)
+    };
     let models = [
         "gpt-4o",
         "gpt-4o-mini-2024-07-18",
@@ -83,7 +89,7 @@ fn pricing(c: &mut Criterion) {
     let mut group = c.benchmark_group("pricing");
     for model in models {
         group.bench_function(format!("lookup_cost/{model}"), |b| {
-            b.iter(|| table.cost(black_box(model), black_box(1024), black_box(200)))
+            b.iter(|| table.cost(black_box(model), black_box(Some("flex")), black_box(&usage)))
         });
     }
     group.finish();

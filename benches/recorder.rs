@@ -4,7 +4,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rust_decimal::Decimal;
 
-use catgate::store::usage::UsageRecord;
+use catgate::store::usage::{UsageRecord, UsageSource};
 use catgate::store::Store;
 
 fn record(i: u64) -> UsageRecord {
@@ -14,11 +14,17 @@ fn record(i: u64) -> UsageRecord {
         key_id: Some(1 + (i % 3) as i64),
         model: "gpt-4o-mini-2024-07-18".into(),
         route: "/v1/chat/completions".into(),
-        prompt_tokens: 120,
+        prompt_tokens: 1200,
+        cached_tokens: 1024,
+        cache_write_tokens: 0,
+        audio_input_tokens: 0,
         completion_tokens: 300,
-        total_tokens: 420,
-        cost: Decimal::new(198, 6),
-        estimated: false,
+        reasoning_tokens: 128,
+        audio_output_tokens: 0,
+        total_tokens: 1500,
+        service_tier: (i % 5 == 0).then(|| "flex".to_string()),
+        usage_source: UsageSource::Upstream,
+        cost: Some(Decimal::new(2079, 7)),
         stream: i % 2 == 0,
         status: 200,
         latency_ms: 850,

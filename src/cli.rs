@@ -1,9 +1,16 @@
 //! Command line: `catgate [--config PATH] [serve | root-token | reset-root | users export FILE |
-//! users import FILE]`. Admin subcommands work on the same database the server uses.
+//! users import FILE | report ... | reprice ...]`. Admin subcommands work on the same database
+//! the server uses.
 
 use std::path::PathBuf;
 
+use crate::admin::usages::window;
 use crate::config::Config;
+use crate::metering::settle::cost_of;
+use crate::metering::usage::Usage;
+use crate::report::{self, Format, DEFAULT_GROUP_BY};
+use crate::store::report::Dimension;
+use crate::store::usage::UsageRecord;
 use crate::store::users::{User, ROOT_ID};
 use crate::store::{Store, StoreError};
 
@@ -15,6 +22,11 @@ commands:
   reset-root            give root a new token and print it
   users export FILE     write all users (tokens included) as JSON to FILE
   users import FILE     load users from such a file (ids and tokens kept)
+  report [--from D --to D] [--by user,model,key,day,tier] [--format table|csv|json]
+                        usage report (default: this UTC month, by user,model, as a table)
+  reprice [--from D --to D]
+                        recompute stored costs from their token columns with the current
+                        prices (after a price fix), in one transaction
 
 --config defaults to ./config.toml; a missing default file means built-in defaults.";
 
@@ -25,8 +37,24 @@ pub enum Action {
     ResetRoot,
     ExportUsers(PathBuf),
     ImportUsers(PathBuf),
+    Report(ReportArgs),
+    Reprice(Window),
     Help,
     Version,
+}
+
+/// `--from`/`--to` as given (validated when the command runs, like the HTTP API does).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct ReportArgs {
+    pub window: Window,
+    pub by: Vec<Dimension>,
+    pub format: Format,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -38,6 +66,7 @@ pub struct Command {
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
     let mut config = None;
     let mut words = Vec::new();
+    let mut options: Vec<(String, String)> = Vec::new();
     let mut args = args.into_iter();
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -47,11 +76,34 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             s if s.starts_with("--config=") => config = Some(PathBuf::from(&s[9..])),
             "--help" | "-h" | "help" => words.push("help".to_string()),
             "--version" | "-V" => words.push("version".to_string()),
+            "--from" | "--to" | "--by" | "--format" => {
+                let value = args.next().ok_or(format!("{a} needs a value"))?;
+                options.push((a[2..].to_string(), value));
+            }
             s if s.starts_with('-') => return Err(format!("unknown option `{s}`")),
             _ => words.push(a),
         }
     }
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let option = |name: &str| {
+        options
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let window = || Window {
+        from: option("from"),
+        to: option("to"),
+    };
+    let allowed: &[&str] = match words.as_slice() {
+        ["report"] => &["from", "to", "by", "format"],
+        ["reprice"] => &["from", "to"],
+        _ => &[],
+    };
+    if let Some((k, _)) = options.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        return Err(format!("`--{k}` does not apply to this command"));
+    }
     let action = match words.as_slice() {
         [] | ["serve"] => Action::Serve,
         ["help", ..] => Action::Help,
@@ -60,6 +112,18 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         ["reset-root"] => Action::ResetRoot,
         ["users", "export", file] => Action::ExportUsers(PathBuf::from(file)),
         ["users", "import", file] => Action::ImportUsers(PathBuf::from(file)),
+        ["report"] => Action::Report(ReportArgs {
+            window: window(),
+            by: match option("by") {
+                Some(by) => report::parse_group_by(&by)?,
+                None => DEFAULT_GROUP_BY.to_vec(),
+            },
+            format: match option("format") {
+                Some(f) => Format::parse(&f, true)?,
+                None => Format::Table,
+            },
+        }),
+        ["reprice"] => Action::Reprice(window()),
         other => return Err(format!("unknown command `{}`", other.join(" "))),
     };
     Ok(Command { config, action })
@@ -77,6 +141,8 @@ pub enum CliError {
     File(String),
     #[error("{0}")]
     Server(String),
+    #[error("{0}")]
+    Usage(String),
 }
 
 pub fn execute(command: Command) -> Result<(), CliError> {
@@ -138,8 +204,67 @@ pub fn execute(command: Command) -> Result<(), CliError> {
             eprintln!("imported {n} users from {}", file.display());
             Ok(())
         }
+        Action::Report(args) => {
+            let (from, to) = window(args.window.from, args.window.to).map_err(CliError::Usage)?;
+            let store = Store::open(&config.database)?;
+            let rows = store.usage_report(&from, &to, None, &args.by)?;
+            match args.format {
+                Format::Table => print!("{}", report::to_table(&rows, &args.by)),
+                Format::Csv => print!("{}", report::to_csv(&rows, &args.by)),
+                Format::Json => println!("{}", String::from_utf8_lossy(&report::to_json(&rows))),
+            }
+            Ok(())
+        }
+        Action::Reprice(w) => {
+            let (from, to) = window(w.from, w.to).map_err(CliError::Usage)?;
+            let store = Store::open(&config.database)?;
+            let prices = &config.prices;
+            let summary = store.reprice(
+                &format!("{from}T00:00:00.000000Z"),
+                &format!("{to}T00:00:00.000000Z"),
+                |r| reprice_one(prices, r),
+            )?;
+            let moved = summary.total_after - summary.total_before;
+            println!(
+                "repriced {from} to {to}: {} records, {} changed; total {} -> {} ({}{})",
+                summary.records,
+                summary.changed,
+                report::money(summary.total_before),
+                report::money(summary.total_after),
+                if moved.is_sign_negative() { "" } else { "+" },
+                report::money(moved),
+            );
+            Ok(())
+        }
         Action::Help | Action::Version => Ok(()),
     }
+}
+
+/// A stored record's cost under the current prices (same rules as when it was written).
+fn reprice_one(
+    prices: &crate::metering::pricing::PriceTable,
+    r: &UsageRecord,
+) -> Option<rust_decimal::Decimal> {
+    let usage = Usage {
+        prompt_tokens: r.prompt_tokens,
+        cached_tokens: r.cached_tokens,
+        cache_write_tokens: r.cache_write_tokens,
+        audio_input_tokens: r.audio_input_tokens,
+        completion_tokens: r.completion_tokens,
+        reasoning_tokens: r.reasoning_tokens,
+        audio_output_tokens: r.audio_output_tokens,
+        total_tokens: r.total_tokens,
+        suspect: false,
+    };
+    cost_of(
+        prices,
+        &r.route,
+        r.status,
+        &r.model,
+        r.service_tier.as_deref(),
+        &usage,
+        r.usage_source,
+    )
 }
 
 fn root(store: &Store) -> Result<User, CliError> {
@@ -171,5 +296,29 @@ mod tests {
         assert!(p(&["--nope"]).is_err());
         assert!(p(&["users", "delete"]).is_err());
         assert!(p(&["--config"]).is_err());
+        let r = p(&[
+            "report",
+            "--by",
+            "day,model",
+            "--format",
+            "csv",
+            "--from",
+            "2026-11-01",
+        ]);
+        assert_eq!(
+            r.unwrap().action,
+            Action::Report(ReportArgs {
+                window: Window {
+                    from: Some("2026-11-01".into()),
+                    to: None
+                },
+                by: vec![Dimension::Day, Dimension::Model],
+                format: Format::Csv,
+            })
+        );
+        assert!(p(&["report", "--by", "nope"]).is_err());
+        assert!(p(&["report", "--format", "xml"]).is_err());
+        assert!(p(&["reprice", "--by", "user"]).is_err());
+        assert!(p(&["root-token", "--from", "2026-01-01"]).is_err());
     }
 }

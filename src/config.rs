@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use crate::metering::pricing::{Price, PriceTable};
+use crate::metering::pricing::{self, PriceTable};
+use crate::metering::settle::DEFAULT_MAX_TOKENS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -52,6 +52,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub azure_deployments: HashMap<String, String>,
     pub prices: PriceTable,
+    /// Upstream token counts above this (in one answer) are bogus: treated as missing usage.
+    pub max_tokens_per_request: u64,
     pub shutdown_grace: Duration,
 }
 
@@ -66,7 +68,26 @@ struct RawConfig {
     #[serde(default)]
     azure_deployments: HashMap<String, String>,
     #[serde(default)]
-    prices: HashMap<String, RawPrice>,
+    pricing: RawPricing,
+    #[serde(default)]
+    metering: RawMetering,
+    /// The pre-v2 per-1K section: accepted by the parser only to be refused with a clear reason.
+    prices: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPricing {
+    #[serde(default)]
+    models: toml::Table,
+    #[serde(default)]
+    service_tiers: toml::Table,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetering {
+    max_tokens_per_request: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,15 +105,10 @@ struct RawUpstream {
     max_request_bytes: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPrice {
-    input: toml::Value,
-    output: toml::Value,
-}
-
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_OPENAI_BASE: &str = "https://api.openai.com";
+/// The GA api-version that accepts `stream_options`, so Azure streams report usage.
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
 impl Config {
     /// Loads `path`. A missing file is an error unless `optional` (the implicit default path).
@@ -132,6 +148,15 @@ impl Config {
             path: PathBuf::new(),
             message: e.message().to_string() + &span_hint(text, e.span()),
         })?;
+        if raw.prices.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "prices".into(),
+                message: "the `[prices.*]` section (USD per 1K tokens) was replaced by \
+                    `[pricing.models.\"<model>\"]` in USD per 1M tokens (1000x the old numbers, \
+                    as OpenAI's pricing page prints them); move the entries there"
+                    .into(),
+            });
+        }
         let mut listen_text = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         let mut listen_key = "listen";
         if let Some(port) = env.get("PORT").filter(|p| !p.is_empty()) {
@@ -163,7 +188,8 @@ impl Config {
             database,
             upstream: upstream(raw.upstream)?,
             azure_deployments: raw.azure_deployments,
-            prices: prices(raw.prices)?,
+            prices: prices(&raw.pricing)?,
+            max_tokens_per_request: max_tokens(raw.metering.max_tokens_per_request)?,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(30)),
         })
     }
@@ -209,7 +235,9 @@ fn upstream(raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
     }
     Ok(UpstreamConfig {
         openai_base_url,
-        azure_api_version: raw.azure_api_version.unwrap_or_else(|| "2024-06-01".into()),
+        azure_api_version: raw
+            .azure_api_version
+            .unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.into()),
         connect_timeout: secs("connect_timeout_secs", raw.connect_timeout_secs, 10.0)?,
         first_byte_timeout: secs(
             "first_byte_timeout_secs",
@@ -225,31 +253,32 @@ fn upstream(raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
     })
 }
 
-fn decimal(key: &str, v: &toml::Value) -> Result<Decimal, ConfigError> {
-    let text = match v {
-        toml::Value::String(s) => s.clone(),
-        toml::Value::Integer(i) => i.to_string(),
-        // A TOML float has already lost exactness; demand a string so money stays exact.
-        _ => String::new(),
+fn prices(raw: &RawPricing) -> Result<PriceTable, ConfigError> {
+    let invalid = |e: pricing::PriceError| ConfigError::Invalid {
+        key: e.key,
+        message: e.message,
     };
-    text.trim()
-        .parse::<Decimal>()
-        .ok()
-        .filter(|d| !d.is_sign_negative())
-        .ok_or_else(|| ConfigError::Invalid {
-            key: key.to_string(),
-            message: format!("{v} is not a non-negative decimal string like \"0.0015\""),
-        })
-}
-
-fn prices(raw: HashMap<String, RawPrice>) -> Result<PriceTable, ConfigError> {
-    let mut table = PriceTable::defaults();
-    for (model, p) in raw {
-        let input = decimal(&format!("prices.{model}.input"), &p.input)?;
-        let output = decimal(&format!("prices.{model}.output"), &p.output)?;
-        table.insert(model, Price { input, output });
+    let mut table = PriceTable::builtin().map_err(invalid)?;
+    for (model, price) in pricing::parse_models(&raw.models, "pricing.models").map_err(invalid)? {
+        table.insert(model, price);
+    }
+    for (tier, value) in &raw.service_tiers {
+        let multiplier =
+            pricing::decimal(&format!("pricing.service_tiers.{tier}"), value).map_err(invalid)?;
+        table.set_tier_multiplier(tier.clone(), multiplier);
     }
     Ok(table)
+}
+
+fn max_tokens(v: Option<u64>) -> Result<u64, ConfigError> {
+    let v = v.unwrap_or(DEFAULT_MAX_TOKENS);
+    if !(1..=crate::store::usage::MAX_PLAUSIBLE_TOKENS).contains(&v) {
+        return Err(ConfigError::Invalid {
+            key: "metering.max_tokens_per_request".into(),
+            message: "must be between 1 and 1000000000".into(),
+        });
+    }
+    Ok(v)
 }
 
 #[cfg(test)]
@@ -266,7 +295,8 @@ mod tests {
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.database, PathBuf::from("/etc/catgate/catgate.db"));
         assert_eq!(c.upstream.openai_base_url, DEFAULT_OPENAI_BASE);
-        assert_eq!(c.upstream.azure_api_version, "2024-06-01");
+        assert_eq!(c.upstream.azure_api_version, "2024-10-21");
+        assert_eq!(c.max_tokens_per_request, 10_000_000);
         assert_eq!(c.upstream.max_attempts, 3);
     }
 
@@ -282,10 +312,20 @@ mod tests {
     fn bad_values_are_named() {
         let e = parse("listen = \"nope\"").unwrap_err().to_string();
         assert!(e.contains("`listen`"), "{e}");
-        let e = parse("[prices.m]\ninput = \"x\"\noutput = \"1\"").unwrap_err();
-        assert!(e.to_string().contains("prices.m.input"), "{e}");
-        let e = parse("[prices.m]\ninput = 0.1\noutput = \"1\"").unwrap_err();
-        assert!(e.to_string().contains("prices.m.input"), "{e}");
+        let e = parse("[pricing.models.m]\ninput = \"x\"\noutput = \"1\"").unwrap_err();
+        assert!(
+            e.to_string().contains("`pricing.models.\"m\".input`"),
+            "{e}"
+        );
+        let e = parse("[pricing.models.m]\ninput = 0.1\noutput = \"1\"").unwrap_err();
+        assert!(e.to_string().contains("pricing.models.\"m\".input"), "{e}");
+        let e = parse("[pricing.service_tiers]\nflex = 0.5").unwrap_err();
+        assert!(e.to_string().contains("pricing.service_tiers.flex"), "{e}");
+        let e = parse("[metering]\nmax_tokens_per_request = 0").unwrap_err();
+        assert!(
+            e.to_string().contains("metering.max_tokens_per_request"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -313,8 +353,37 @@ mod tests {
 
     #[test]
     fn price_override_is_exact() {
-        let c = parse("[prices.\"my-model\"]\ninput = \"0.1\"\noutput = \"0.2\"").unwrap();
+        let c = parse(
+            "[pricing.models.\"my-model\"]\ninput = \"0.1\"\noutput = \"0.2\"\n\
+             [pricing.models.\"my-model\".flex]\ninput = \"0.05\"\noutput = \"0.1\"\n\
+             [pricing.service_tiers]\npriority = \"3\"",
+        )
+        .unwrap();
         let (_, p) = c.prices.lookup("my-model").unwrap();
-        assert_eq!(p.input.to_string(), "0.1");
+        assert_eq!(p.standard.input.to_string(), "0.1");
+        assert_eq!(p.tiers["flex"].output.to_string(), "0.1");
+        // 1M prompt tokens at 0.1 per 1M, priority without a table: × 3.
+        let u = crate::metering::usage::Usage::plain(1_000_000, 0);
+        assert_eq!(
+            c.prices
+                .cost("my-model", Some("priority"), &u)
+                .unwrap()
+                .to_string(),
+            "0.3"
+        );
+        // Built-in entries stay.
+        assert!(c.prices.lookup("gpt-5").is_some());
+    }
+
+    #[test]
+    fn old_per_1k_prices_section_fails_loudly() {
+        let e = parse("[prices.\"gpt-4o\"]\ninput = \"0.0025\"\noutput = \"0.01\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`prices`") && e.contains("pricing.models"),
+            "{e}"
+        );
+        assert!(e.contains("1M"), "{e}");
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod metering;
 pub mod proxy;
+pub mod report;
 pub mod router;
 pub mod server;
 pub mod state;

@@ -41,9 +41,10 @@ impl AppState {
         let store = Store::open(&config.database)?;
         let client = crate::proxy::client::build(&config.upstream)?;
         let spool = spool_path(&config.database);
-        let settler = Settler {
-            prices: Arc::new(config.prices.clone()),
-        };
+        let settler = Settler::new(
+            Arc::new(config.prices.clone()),
+            config.max_tokens_per_request,
+        );
         let recorder = Recorder::start(store.clone(), settler, spool)?;
         let state = AppState {
             keys: KeyPool::new(config.upstream.openai_base_url.clone()),

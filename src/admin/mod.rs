@@ -43,6 +43,9 @@ async fn dispatch(app: App, req: Request<Incoming>) -> Result<Response<ResponseB
     match (method, segments.as_slice()) {
         (Method::GET, ["me"]) => users::me(&app, caller).await,
         (Method::GET, ["me", "usages"]) => usages::mine(&app, caller, &query).await,
+        (Method::GET, ["me", "usages", "detail"]) => {
+            usages::detail(&app, Some(caller.user_id), &query).await
+        }
         (Method::GET, ["users"]) => users::list(&app, root(caller)?, &query).await,
         (Method::POST, ["users"]) => {
             root(caller)?;
@@ -59,8 +62,14 @@ async fn dispatch(app: App, req: Request<Incoming>) -> Result<Response<ResponseB
         }
         (Method::DELETE, ["keys", id]) => keys::delete(&app, root(caller)?, parse_id(id)?).await,
         (Method::GET, ["usages"]) => usages::all(&app, root(caller)?, &query).await,
-        (_, ["me"] | ["me", "usages"] | ["users"] | ["users", _] | ["users", _, "reset"])
-        | (_, ["keys"] | ["keys", _] | ["usages"]) => Err(AdminError::MethodNotAllowed),
+        (Method::GET, ["usages", "detail"]) => {
+            root(caller)?;
+            usages::detail(&app, None, &query).await
+        }
+        (_, ["me"] | ["me", "usages"] | ["me", "usages", "detail"] | ["users"] | ["users", _])
+        | (_, ["users", _, "reset"] | ["keys"] | ["keys", _] | ["usages"] | ["usages", "detail"]) => {
+            Err(AdminError::MethodNotAllowed)
+        }
         _ => Err(AdminError::NotFound("not found".into())),
     }
 }

@@ -1,15 +1,25 @@
 //! Turning what a metered body observed into one priced [`UsageRecord`]. Runs on the
 //! recorder thread, so JSON parsing and tokenizing never sit on a request's path.
+//!
+//! The rules (api.md, Metering v2): upstream numbers when they are plausible; else a tiktoken
+//! estimate where the route allows one; a failed answer counts nothing and costs 0; a priced
+//! model costs exactly what [`PriceTable::cost`] says; an unknown model, or an answer that
+//! should have carried tokens but could not be measured, is unpriced (`cost = None`) — never
+//! a guess, never a silent 0.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rust_decimal::Decimal;
 
+use super::completion_text;
 use super::pricing::PriceTable;
+use super::stream_meter::StreamOutcome;
 use super::tokenizer::Tokenizer;
-use super::usage::{self, StreamOutcome, Usage};
-use crate::store::usage::UsageRecord;
+use super::usage::{self, Usage};
+use crate::store::usage::{UsageRecord, UsageSource};
 
 /// What the proxy knew about a request when its response body ended.
 #[derive(Debug)]
@@ -36,18 +46,65 @@ pub enum Observed {
     /// Nothing to meter: an error answer, a binary body, or no upstream answer at all.
     Nothing,
     /// A JSON body whose usage was already read on the response path.
-    Usage { usage: Usage, model: Option<String> },
+    Usage {
+        usage: Usage,
+        model: Option<String>,
+        service_tier: Option<String>,
+    },
     /// A JSON body without usage (or cut short by a disconnect), as one compact buffer.
     Body(Bytes),
     /// A server-sent event stream.
     Stream(StreamOutcome),
 }
 
+/// Routes whose answers are billed by token.
+const TOKEN_ROUTES: &[&str] = &[
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/responses",
+];
 /// Routes whose prompt and completion tiktoken can count when the upstream sent no usage.
 const ESTIMABLE: &[&str] = &["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
+/// Routes billed by something other than tokens (per image, per second of audio).
+const BILLED_OTHERWISE: &[&str] = &["/v1/images/", "/v1/audio/"];
+
+/// Default for `[metering] max_tokens_per_request`.
+pub const DEFAULT_MAX_TOKENS: u64 = 10_000_000;
+/// How often an unpriced model is warned about.
+const UNPRICED_WARN_EVERY: Duration = Duration::from_secs(3600);
 
 pub struct Settler {
     pub prices: Arc<PriceTable>,
+    /// Upstream counts above this are not believed (a bogus upstream must not bill millions).
+    pub max_tokens: u64,
+    unpriced_warned: Mutex<HashMap<String, Instant>>,
+}
+
+impl Settler {
+    pub fn new(prices: Arc<PriceTable>, max_tokens: u64) -> Settler {
+        Settler {
+            prices,
+            max_tokens,
+            unpriced_warned: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Logs an unpriced model at most once per model per hour.
+    fn warn_unpriced(&self, model: &str) {
+        let mut warned = self
+            .unpriced_warned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let due = warned
+            .get(model)
+            .is_none_or(|at| now.duration_since(*at) >= UNPRICED_WARN_EVERY);
+        if due {
+            warned.insert(model.to_string(), now);
+            tracing::warn!(model = %model, "no price for model; its records are unpriced (cost NULL) until one is configured under [pricing.models]");
+        }
+    }
 }
 
 /// The BPE tables load once per process, on first use: they take tens of MB, and a team
@@ -65,77 +122,160 @@ fn tokenizer() -> Option<&'static Tokenizer> {
         .as_ref()
 }
 
-/// The usage, the model the response named, and whether tokens were estimated.
-fn tokens(f: &Finished) -> (Usage, Option<String>, bool) {
+/// What was measured of one answer.
+struct Measured {
+    usage: Usage,
+    source: UsageSource,
+    model: Option<String>,
+    service_tier: Option<String>,
+}
+
+/// Where the text to estimate from comes from, when the upstream sent no usable numbers.
+enum Estimate {
+    None,
+    Text(String),
+}
+
+fn measure(settler: &Settler, f: &Finished) -> Measured {
     let success = (200..300).contains(&f.status);
-    let (found, model, completion_text) = match &f.observed {
-        _ if !success => return (Usage::default(), None, false),
-        Observed::Nothing => return (Usage::default(), None, false),
-        Observed::Usage { usage, model } => return (*usage, model.clone(), false),
+    let none = |model, service_tier| Measured {
+        usage: Usage::default(),
+        source: UsageSource::None,
+        model,
+        service_tier,
+    };
+    let (found, model, tier, text) = match &f.observed {
+        _ if !success => return none(None, None),
+        Observed::Nothing => return none(None, None),
+        Observed::Usage {
+            usage,
+            model,
+            service_tier,
+        } => (
+            Some(*usage),
+            model.clone(),
+            service_tier.clone(),
+            Estimate::None,
+        ),
         Observed::Body(body) => {
-            let (u, m) = usage::from_json_body(body);
-            let text = match u {
-                None => usage::completion_text_from_body(body),
-                Some(_) => String::new(),
+            let read = usage::from_json_body(body);
+            let text = match read.usage {
+                Some(u) if u.largest_count() <= settler.max_tokens => Estimate::None,
+                _ => Estimate::Text(completion_text::from_body(body)),
             };
-            (u, m, text)
+            (read.usage, read.model, read.service_tier, text)
         }
         Observed::Stream(outcome) => {
             let text = match outcome.usage {
-                None => usage::completion_text_from_stream(&outcome.raw_data),
-                Some(_) => String::new(),
+                None => Estimate::Text(outcome.text.clone().into_text()),
+                Some(_) => Estimate::None,
             };
-            (outcome.usage, outcome.model.clone(), text)
+            (
+                outcome.usage,
+                outcome.model.clone(),
+                outcome.service_tier.clone(),
+                text,
+            )
         }
     };
+    let found = found.filter(|u| plausible(settler, f, u));
     if let Some(u) = found {
-        return (u, model, false);
+        if u.was_inconsistent() {
+            tracing::warn!(request_id = %f.request_id, ?u, "upstream usage details did not fit their totals; clamped");
+        }
+        return Measured {
+            usage: u.clamped(),
+            source: UsageSource::Upstream,
+            model,
+            service_tier: tier,
+        };
     }
+    // Unbelievable numbers arrive where the text was already let go (usage read on the
+    // response path): nothing to estimate from, so the record stays unpriced.
+    let Estimate::Text(completion_text) = text else {
+        return none(model, tier);
+    };
     if !ESTIMABLE.contains(&f.route.as_str()) {
-        return (Usage::default(), model, false);
+        return none(model, tier);
     }
     let name = model
         .as_deref()
         .or(f.request_model.as_deref())
         .unwrap_or("");
-    let Some(tok) = tokenizer() else {
-        return (Usage::default(), model, true);
+    let usage = match tokenizer() {
+        Some(tok) => Usage::plain(
+            tok.prompt_tokens(name, &f.request_body),
+            tok.count(name, &completion_text),
+        ),
+        None => Usage::default(),
     };
-    let prompt = tok.prompt_tokens(name, &f.request_body);
-    let completion = tok.count(name, &completion_text);
-    let u = Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        total_tokens: prompt + completion,
-    };
-    (u, model, true)
+    Measured {
+        usage,
+        source: UsageSource::Estimated,
+        model,
+        service_tier: tier,
+    }
+}
+
+/// Whether upstream counts are believable; logs the request id when they are not.
+fn plausible(settler: &Settler, f: &Finished, u: &Usage) -> bool {
+    let ok = u.largest_count() <= settler.max_tokens;
+    if !ok {
+        tracing::warn!(request_id = %f.request_id, prompt = u.prompt_tokens, completion = u.completion_tokens,
+            total = u.total_tokens, bound = settler.max_tokens,
+            "upstream usage beyond the plausibility bound; treated as missing");
+    }
+    ok
+}
+
+/// The cost of a record: 0 for a failed answer, exact for a priced model, `None` (unpriced) for
+/// an unknown model or a successful token-billed answer that could not be measured.
+pub fn cost_of(
+    prices: &PriceTable,
+    route: &str,
+    status: u16,
+    model: &str,
+    tier: Option<&str>,
+    usage: &Usage,
+    source: UsageSource,
+) -> Option<Decimal> {
+    if !(200..300).contains(&status) {
+        return Some(Decimal::ZERO);
+    }
+    let token_route = TOKEN_ROUTES.contains(&route);
+    if source == UsageSource::None && token_route {
+        return None;
+    }
+    match prices.cost(model, tier, usage) {
+        Some(c) => Some(c),
+        None => {
+            let billable = token_route || BILLED_OTHERWISE.iter().any(|p| route.starts_with(p));
+            (usage.is_zero() && !billable).then_some(Decimal::ZERO)
+        }
+    }
 }
 
 /// Settles with estimation and pricing.
 pub fn settle(settler: &Settler, f: Finished) -> UsageRecord {
-    let (u, model, estimated) = tokens(&f);
-    let model = model
+    let m = measure(settler, &f);
+    let model = m
+        .model
         .filter(|m| !m.is_empty())
         .or_else(|| f.request_model.clone())
         .unwrap_or_default();
-    let cost = if u.prompt_tokens == 0 && u.completion_tokens == 0 {
-        Decimal::ZERO
-    } else {
-        match settler
-            .prices
-            .cost(&model, u.prompt_tokens, u.completion_tokens)
-        {
-            Some(c) => c,
-            None => {
-                tracing::warn!(model = %model, "no price configured for model; cost recorded as 0");
-                Decimal::ZERO
-            }
-        }
-    };
-    record(f, model, u, cost, estimated)
-}
-
-fn record(f: Finished, model: String, u: Usage, cost: Decimal, estimated: bool) -> UsageRecord {
+    let cost = cost_of(
+        &settler.prices,
+        &f.route,
+        f.status,
+        &model,
+        m.service_tier.as_deref(),
+        &m.usage,
+        m.source,
+    );
+    if cost.is_none() && settler.prices.lookup(&model).is_none() {
+        settler.warn_unpriced(&model);
+    }
+    let u = m.usage;
     UsageRecord {
         request_id: f.request_id,
         user_id: f.user_id,
@@ -143,10 +283,16 @@ fn record(f: Finished, model: String, u: Usage, cost: Decimal, estimated: bool) 
         model,
         route: f.route,
         prompt_tokens: u.prompt_tokens,
+        cached_tokens: u.cached_tokens,
+        cache_write_tokens: u.cache_write_tokens,
+        audio_input_tokens: u.audio_input_tokens,
         completion_tokens: u.completion_tokens,
+        reasoning_tokens: u.reasoning_tokens,
+        audio_output_tokens: u.audio_output_tokens,
         total_tokens: u.total_tokens,
+        service_tier: m.service_tier,
+        usage_source: m.source,
         cost,
-        estimated,
         stream: f.stream,
         status: f.status,
         latency_ms: f.latency_ms,

@@ -17,7 +17,7 @@ use crate::body::ResponseBody;
 use crate::error::ProxyError;
 use crate::metering::recorder::Recorder;
 use crate::metering::settle::{Finished, Observed};
-use crate::metering::usage::StreamMeter;
+use crate::metering::stream_meter::StreamMeter;
 use crate::state::App;
 use crate::store::keys::ApiType;
 

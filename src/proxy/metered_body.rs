@@ -18,7 +18,8 @@ use tokio::time::Sleep;
 use crate::body::BoxError;
 use crate::metering::recorder::Recorder;
 use crate::metering::settle::{Finished, Observed};
-use crate::metering::usage::{self, StreamMeter};
+use crate::metering::stream_meter::StreamMeter;
+use crate::metering::usage;
 
 /// JSON bodies up to this size are kept whole for metering; past it only the head (for the
 /// model) and the last [`JSON_TAIL`] bytes (where OpenAI puts `usage`) are kept.
@@ -76,6 +77,7 @@ impl JsonKeep {
             Some(usage) => Observed::Usage {
                 usage,
                 model: self.head.as_deref().and_then(usage::model_of),
+                service_tier: self.head.as_deref().and_then(usage::service_tier_of),
             },
             None => {
                 tracing::warn!(
@@ -194,11 +196,16 @@ fn json_observed(chunks: &[Bytes]) -> Observed {
         [one] => one.clone(),
         many => Bytes::from(many.concat()),
     };
-    match usage::from_json_body(&body) {
-        (Some(usage), model) => Observed::Usage { usage, model },
+    let read = usage::from_json_body(&body);
+    match read.usage {
+        Some(usage) => Observed::Usage {
+            usage,
+            model: read.model,
+            service_tier: read.service_tier,
+        },
         // A lone chunk is a slice of hyper's read buffer; a concatenation is already compact.
-        (None, _) if chunks.len() == 1 => Observed::Body(Bytes::copy_from_slice(&body)),
-        (None, _) => Observed::Body(body),
+        None if chunks.len() == 1 => Observed::Body(Bytes::copy_from_slice(&body)),
+        None => Observed::Body(body),
     }
 }
 
@@ -311,7 +318,7 @@ mod tests {
             br#"],"usage":{"prompt_tokens":100000,"total_tokens":100000}}"#,
         ));
         match keep.observed() {
-            Observed::Usage { usage, model } => {
+            Observed::Usage { usage, model, .. } => {
                 assert_eq!(
                     (usage.prompt_tokens, usage.total_tokens),
                     (100_000, 100_000)

@@ -71,8 +71,7 @@ fn local_models(app: &App) -> Response<ResponseBody> {
     let mut ids: Vec<&str> = app
         .config
         .prices
-        .iter()
-        .map(|(m, _)| m)
+        .models()
         .chain(app.config.azure_deployments.keys().map(String::as_str))
         .collect();
     ids.sort_unstable();

@@ -5,6 +5,7 @@
 //! (`AppState::blocking`), the recorder calls them from its own thread.
 
 pub mod keys;
+pub mod report;
 pub mod usage;
 pub mod users;
 
@@ -31,8 +32,17 @@ pub enum StoreError {
     Join,
 }
 
+type Migration = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
+
 /// Migrations in order; `user_version` = number applied. Append, never edit.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const MIGRATIONS: &[Migration] = &[
+    |tx| tx.execute_batch(include_str!("schema.sql")),
+    |tx| {
+        tx.execute_batch(include_str!("schema_v2.sql"))?;
+        // The rollup of every existing record ('~' sorts after any timestamp).
+        tx.execute(usage::REBUILD_DAYS, ["", "~"]).map(drop)
+    },
+];
 
 #[derive(Clone)]
 pub struct Store {
@@ -51,12 +61,7 @@ impl Store {
             c.execute_batch(
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
             )?;
-            c.create_aggregate_function(
-                "decimal_sum",
-                1,
-                FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
-                DecimalSum,
-            )
+            register_functions(c)
         });
         let pool = r2d2::Pool::builder().max_size(8).build(manager)?;
         let store = Store { pool };
@@ -73,8 +78,8 @@ impl Store {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let version = usize::try_from(version).unwrap_or(0);
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            tx.execute_batch(sql)?;
+        for (i, migrate) in MIGRATIONS.iter().enumerate().skip(version) {
+            migrate(&tx)?;
             tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
         }
         tx.commit()?;
@@ -101,7 +106,28 @@ fn conflict_on_unique(e: rusqlite::Error, message: &'static str) -> StoreError {
     }
 }
 
+fn register_functions(c: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    c.create_aggregate_function("decimal_sum", 1, flags, DecimalSum)?;
+    c.create_scalar_function("decimal_add", 2, flags, |ctx| {
+        Ok(decimal_arg(ctx, 0)
+            .saturating_add(decimal_arg(ctx, 1))
+            .to_string())
+    })
+}
+
+/// A decimal argument; NULL (unpriced) and text that is not a decimal count as 0, so stored
+/// data can never make a report fail.
+fn decimal_arg(ctx: &Context<'_>, i: usize) -> Decimal {
+    ctx.get::<Option<String>>(i)
+        .ok()
+        .flatten()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(Decimal::ZERO)
+}
+
 /// `decimal_sum(text)`: exact sum of decimal strings, so money never passes through a float.
+/// Saturates instead of failing: a report must answer whatever is stored.
 struct DecimalSum;
 
 impl Aggregate<Decimal, String> for DecimalSum {
@@ -110,13 +136,7 @@ impl Aggregate<Decimal, String> for DecimalSum {
     }
 
     fn step(&self, ctx: &mut Context<'_>, acc: &mut Decimal) -> rusqlite::Result<()> {
-        let text: String = ctx.get(0)?;
-        let value: Decimal = text
-            .parse()
-            .map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))?;
-        *acc = acc
-            .checked_add(value)
-            .ok_or_else(|| rusqlite::Error::UserFunctionError("decimal overflow".into()))?;
+        *acc = acc.saturating_add(decimal_arg(ctx, 0));
         Ok(())
     }
 

@@ -1,11 +1,49 @@
-//! Usage records: one row per proxied request, inserted in batches by the recorder, and the
-//! per-user totals behind `/1/usages`.
+//! Usage records: one row per proxied request, inserted in batches by the recorder together
+//! with the daily rollup (`usage_daily`) that every report reads.
+//!
+//! Invariant: the rollup is exactly the sum of the records, by (day, user, model, key, tier).
+//! Both change only inside one transaction: a batch insert adds each *new* record to its rollup
+//! row (a replayed `request_id` is ignored for both), and a reprice rebuilds the rollup of the
+//! days it touched from the records.
 
-use rusqlite::params;
+use std::collections::HashMap;
+
+use rusqlite::{params, Transaction};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
+
+/// Where a record's token numbers came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageSource {
+    /// Reported by the upstream.
+    #[default]
+    Upstream,
+    /// Counted by catgate with tiktoken.
+    Estimated,
+    /// No upstream answer, a non-2xx answer, or nothing measurable.
+    None,
+}
+
+impl UsageSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageSource::Upstream => "upstream",
+            UsageSource::Estimated => "estimated",
+            UsageSource::None => "none",
+        }
+    }
+
+    pub fn parse(text: &str) -> UsageSource {
+        match text {
+            "upstream" => UsageSource::Upstream,
+            "estimated" => UsageSource::Estimated,
+            _ => UsageSource::None,
+        }
+    }
+}
 
 /// One metered request. `request_id` is unique, so inserting the same record twice is a no-op.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,15 +54,50 @@ pub struct UsageRecord {
     pub model: String,
     pub route: String,
     pub prompt_tokens: u64,
+    #[serde(default)]
+    pub cached_tokens: u64,
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    #[serde(default)]
+    pub audio_input_tokens: u64,
     pub completion_tokens: u64,
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+    #[serde(default)]
+    pub audio_output_tokens: u64,
     pub total_tokens: u64,
-    pub cost: Decimal,
-    pub estimated: bool,
+    #[serde(default)]
+    pub service_tier: Option<String>,
+    #[serde(default)]
+    pub usage_source: UsageSource,
+    /// Exact cost in USD; `None` = unpriced (unknown model).
+    pub cost: Option<Decimal>,
     pub stream: bool,
     pub status: u16,
     pub latency_ms: u64,
     pub attempts: u32,
     pub created_at: String,
+}
+
+impl UsageRecord {
+    /// The record's UTC day, `YYYY-MM-DD` (the stored time is fixed-width RFC 3339).
+    pub fn day(&self) -> &str {
+        self.created_at.get(..10).unwrap_or(&self.created_at)
+    }
+
+    pub fn estimated(&self) -> bool {
+        self.usage_source == UsageSource::Estimated
+    }
+
+    /// The cost as text, `NULL` when unpriced (for logs and tests).
+    pub fn cost_text(&self) -> String {
+        self.cost
+            .map_or_else(|| "NULL".to_string(), |c| c.to_string())
+    }
+
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
 }
 
 /// Per-user totals over a window.
@@ -35,56 +108,135 @@ pub struct UsageTotal {
     pub cost: Decimal,
 }
 
+/// A record's count as stored (SQLite integers are signed).
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// A record's count as the rollup adds it: capped (far above the plausibility bound, which
+/// settled records never exceed) so that no sum can overflow an i64 however odd the stored
+/// data — millions of records at the cap still fit.
+pub const ROLLUP_CAP: u64 = 1_000_000_000_000;
+/// The highest plausibility bound `[metering] max_tokens_per_request` may be set to.
+pub const MAX_PLAUSIBLE_TOKENS: u64 = 1_000_000_000;
+
+/// The rollup row a record adds to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DayKey {
+    day: String,
+    user_id: i64,
+    model: String,
+    key_id: i64,
+    tier: String,
+}
+
+#[derive(Debug, Default)]
+struct DaySums {
+    requests: i64,
+    tokens: [i64; 8],
+    cost: Decimal,
+    estimated: i64,
+    unpriced: i64,
+    failed: i64,
+}
+
+impl DaySums {
+    fn add(&mut self, r: &UsageRecord) {
+        self.requests += 1;
+        let counts = [
+            r.prompt_tokens,
+            r.cached_tokens,
+            r.cache_write_tokens,
+            r.audio_input_tokens,
+            r.completion_tokens,
+            r.reasoning_tokens,
+            r.audio_output_tokens,
+            r.total_tokens,
+        ];
+        for (sum, count) in self.tokens.iter_mut().zip(counts) {
+            *sum = sum.saturating_add(to_i64(count.min(ROLLUP_CAP)));
+        }
+        match r.cost {
+            Some(c) => self.cost = self.cost.saturating_add(c),
+            None => self.unpriced += 1,
+        }
+        self.estimated += i64::from(r.usage_source == UsageSource::Estimated);
+        self.failed += i64::from(!r.succeeded());
+    }
+}
+
+/// The tier a record is reported under.
+pub fn tier_of(service_tier: Option<&str>) -> &str {
+    service_tier.filter(|t| !t.is_empty()).unwrap_or("default")
+}
+
+const INSERT_RECORD: &str = "INSERT OR IGNORE INTO usage (request_id, user_id, key_id, model,
+    route, prompt_tokens, cached_tokens, cache_write_tokens, audio_input_tokens,
+    completion_tokens, reasoning_tokens, audio_output_tokens, total_tokens, service_tier,
+    usage_source, cost, stream, status, latency_ms, attempts, created_at)
+  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+    ?20, ?21)";
+
+const UPSERT_DAY: &str = "INSERT INTO usage_daily (day, user_id, model, key_id, tier, requests,
+    prompt_tokens, cached_tokens, cache_write_tokens, audio_input_tokens, completion_tokens,
+    reasoning_tokens, audio_output_tokens, total_tokens, cost, estimated_requests,
+    unpriced_requests, failed_requests)
+  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+  ON CONFLICT (day, user_id, model, key_id, tier) DO UPDATE SET
+    requests = requests + excluded.requests,
+    prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+    cached_tokens = cached_tokens + excluded.cached_tokens,
+    cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
+    audio_input_tokens = audio_input_tokens + excluded.audio_input_tokens,
+    completion_tokens = completion_tokens + excluded.completion_tokens,
+    reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+    audio_output_tokens = audio_output_tokens + excluded.audio_output_tokens,
+    total_tokens = total_tokens + excluded.total_tokens,
+    cost = decimal_add(cost, excluded.cost),
+    estimated_requests = estimated_requests + excluded.estimated_requests,
+    unpriced_requests = unpriced_requests + excluded.unpriced_requests,
+    failed_requests = failed_requests + excluded.failed_requests";
+
+/// Rebuilds the rollup rows of `[from_day, to_day)` from the records (used by the migration
+/// and by reprice). Mirrors [`DaySums::add`] in SQL.
+pub(super) const REBUILD_DAYS: &str = "INSERT INTO usage_daily
+  SELECT substr(created_at, 1, 10), user_id, model, COALESCE(key_id, 0),
+    COALESCE(NULLIF(service_tier, ''), 'default'), COUNT(*),
+    SUM(MIN(MAX(prompt_tokens, 0), 1000000000000)), SUM(MIN(MAX(cached_tokens, 0), 1000000000000)),
+    SUM(MIN(MAX(cache_write_tokens, 0), 1000000000000)),
+    SUM(MIN(MAX(audio_input_tokens, 0), 1000000000000)),
+    SUM(MIN(MAX(completion_tokens, 0), 1000000000000)),
+    SUM(MIN(MAX(reasoning_tokens, 0), 1000000000000)),
+    SUM(MIN(MAX(audio_output_tokens, 0), 1000000000000)),
+    SUM(MIN(MAX(total_tokens, 0), 1000000000000)),
+    decimal_sum(cost), SUM(usage_source = 'estimated'), SUM(cost IS NULL),
+    SUM(status NOT BETWEEN 200 AND 299)
+  FROM usage WHERE created_at >= ?1 AND created_at < ?2
+  GROUP BY 1, 2, 3, 4, 5";
+
 impl Store {
-    /// Inserts all records in one transaction; already-present `request_id`s are skipped.
-    /// Returns how many rows were new.
+    /// Inserts all records and adds the new ones to the daily rollup, in one transaction;
+    /// already-present `request_id`s are skipped. Returns how many rows were new.
     pub fn insert_usage(&self, records: &[UsageRecord]) -> Result<usize, StoreError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut inserted = 0;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO usage (request_id, user_id, key_id, model, route,
-                   prompt_tokens, completion_tokens, total_tokens, cost, estimated, stream,
-                   status, latency_ms, attempts, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            )?;
-            for r in records {
-                inserted += stmt.execute(params![
-                    r.request_id,
-                    r.user_id,
-                    r.key_id,
-                    r.model,
-                    r.route,
-                    to_i64(r.prompt_tokens),
-                    to_i64(r.completion_tokens),
-                    to_i64(r.total_tokens),
-                    r.cost.to_string(),
-                    r.estimated,
-                    r.stream,
-                    r.status,
-                    to_i64(r.latency_ms),
-                    r.attempts,
-                    r.created_at,
-                ])?;
-            }
-        }
+        let inserted = insert_records(&tx, records)?;
         tx.commit()?;
         Ok(inserted)
     }
 
-    /// Totals per user for `from <= created_at < to` (stored-form timestamps), ordered by user.
-    pub fn usage_totals(&self, from: &str, to: &str) -> Result<Vec<UsageTotal>, StoreError> {
+    /// Totals per user for `[from_day, to_day)` (`YYYY-MM-DD`), ordered by user.
+    pub fn usage_totals(
+        &self,
+        from_day: &str,
+        to_day: &str,
+    ) -> Result<Vec<UsageTotal>, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT user_id, SUM(total_tokens), decimal_sum(cost) FROM usage
-             WHERE created_at >= ?1 AND created_at < ?2 GROUP BY user_id ORDER BY user_id",
+            "SELECT user_id, SUM(total_tokens), decimal_sum(cost) FROM usage_daily
+             WHERE day >= ?1 AND day < ?2 GROUP BY user_id ORDER BY user_id",
         )?;
-        let rows = stmt.query_map(params![from, to], total_from_row)?;
+        let rows = stmt.query_map(params![from_day, to_day], total_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -92,47 +244,139 @@ impl Store {
     pub fn user_usage_total(
         &self,
         user_id: i64,
-        from: &str,
-        to: &str,
+        from_day: &str,
+        to_day: &str,
     ) -> Result<UsageTotal, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
             "SELECT ?1, COALESCE(SUM(total_tokens), 0), COALESCE(decimal_sum(cost), '0')
-             FROM usage WHERE user_id = ?1 AND created_at >= ?2 AND created_at < ?3",
+             FROM usage_daily WHERE user_id = ?1 AND day >= ?2 AND day < ?3",
         )?;
-        Ok(stmt.query_row(params![user_id, from, to], total_from_row)?)
+        Ok(stmt.query_row(params![user_id, from_day, to_day], total_from_row)?)
     }
 
-    /// All records of a user, newest first (used by tests and audits).
+    /// Records in insertion order, at most `limit` (tests and audits).
     pub fn usage_records(&self, limit: u32) -> Result<Vec<UsageRecord>, StoreError> {
         let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT request_id, user_id, key_id, model, route, prompt_tokens, completion_tokens,
-               total_tokens, cost, estimated, stream, status, latency_ms, attempts, created_at
-             FROM usage ORDER BY id LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([limit], |r| {
-            let cost: String = r.get(8)?;
-            Ok(UsageRecord {
-                request_id: r.get(0)?,
-                user_id: r.get(1)?,
-                key_id: r.get(2)?,
-                model: r.get(3)?,
-                route: r.get(4)?,
-                prompt_tokens: r.get::<_, i64>(5)?.max(0) as u64,
-                completion_tokens: r.get::<_, i64>(6)?.max(0) as u64,
-                total_tokens: r.get::<_, i64>(7)?.max(0) as u64,
-                cost: cost.parse().unwrap_or(Decimal::ZERO),
-                estimated: r.get(9)?,
-                stream: r.get(10)?,
-                status: r.get(11)?,
-                latency_ms: r.get::<_, i64>(12)?.max(0) as u64,
-                attempts: r.get(13)?,
-                created_at: r.get(14)?,
-            })
-        })?;
+        let mut stmt = conn.prepare(&format!("{SELECT_RECORD} ORDER BY id LIMIT ?1"))?;
+        let rows = stmt.query_map([limit], record_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Inserts `records` and adds the new ones to the rollup, inside `tx`.
+pub(super) fn insert_records(
+    tx: &Transaction<'_>,
+    records: &[UsageRecord],
+) -> Result<usize, StoreError> {
+    let mut days: HashMap<DayKey, DaySums> = HashMap::new();
+    let mut inserted = 0;
+    {
+        let mut stmt = tx.prepare_cached(INSERT_RECORD)?;
+        for r in records {
+            let new = stmt.execute(params![
+                r.request_id,
+                r.user_id,
+                r.key_id,
+                r.model,
+                r.route,
+                to_i64(r.prompt_tokens),
+                to_i64(r.cached_tokens),
+                to_i64(r.cache_write_tokens),
+                to_i64(r.audio_input_tokens),
+                to_i64(r.completion_tokens),
+                to_i64(r.reasoning_tokens),
+                to_i64(r.audio_output_tokens),
+                to_i64(r.total_tokens),
+                r.service_tier,
+                r.usage_source.as_str(),
+                r.cost.map(|c| c.to_string()),
+                r.stream,
+                r.status,
+                to_i64(r.latency_ms),
+                r.attempts,
+                r.created_at,
+            ])?;
+            if new == 0 {
+                continue;
+            }
+            inserted += 1;
+            let key = DayKey {
+                day: r.day().to_string(),
+                user_id: r.user_id,
+                model: r.model.clone(),
+                key_id: r.key_id.unwrap_or(0),
+                tier: tier_of(r.service_tier.as_deref()).to_string(),
+            };
+            days.entry(key).or_default().add(r);
+        }
+    }
+    let mut upsert = tx.prepare_cached(UPSERT_DAY)?;
+    for (k, s) in days {
+        let t = s.tokens;
+        upsert.execute(params![
+            k.day,
+            k.user_id,
+            k.model,
+            k.key_id,
+            k.tier,
+            s.requests,
+            t[0],
+            t[1],
+            t[2],
+            t[3],
+            t[4],
+            t[5],
+            t[6],
+            t[7],
+            s.cost.to_string(),
+            s.estimated,
+            s.unpriced,
+            s.failed,
+        ])?;
+    }
+    Ok(inserted)
+}
+
+pub(super) const SELECT_RECORD: &str = "SELECT request_id, user_id, key_id, model, route,
+    prompt_tokens, cached_tokens, cache_write_tokens, audio_input_tokens, completion_tokens,
+    reasoning_tokens, audio_output_tokens, total_tokens, service_tier, usage_source, cost,
+    stream, status, latency_ms, attempts, created_at FROM usage";
+
+/// A stored count back as u64; negative or non-integer stored data reads as 0.
+fn count(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
+    Ok(r.get::<_, Option<i64>>(i)
+        .unwrap_or(None)
+        .unwrap_or(0)
+        .max(0) as u64)
+}
+
+pub(super) fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UsageRecord> {
+    let cost: Option<String> = r.get(15)?;
+    let source: String = r.get(14)?;
+    Ok(UsageRecord {
+        request_id: r.get(0)?,
+        user_id: r.get(1)?,
+        key_id: r.get(2)?,
+        model: r.get(3)?,
+        route: r.get(4)?,
+        prompt_tokens: count(r, 5)?,
+        cached_tokens: count(r, 6)?,
+        cache_write_tokens: count(r, 7)?,
+        audio_input_tokens: count(r, 8)?,
+        completion_tokens: count(r, 9)?,
+        reasoning_tokens: count(r, 10)?,
+        audio_output_tokens: count(r, 11)?,
+        total_tokens: count(r, 12)?,
+        service_tier: r.get(13)?,
+        usage_source: UsageSource::parse(&source),
+        cost: cost.and_then(|c| c.parse().ok()),
+        stream: r.get(16)?,
+        status: r.get(17)?,
+        latency_ms: count(r, 18)?,
+        attempts: r.get(19)?,
+        created_at: r.get(20)?,
+    })
 }
 
 fn total_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UsageTotal> {

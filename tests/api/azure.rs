@@ -40,7 +40,8 @@ async fn chat_goes_to_the_deployment_url_with_api_key() {
         got[0].path,
         "/openai/deployments/gpt-35-turbo/chat/completions"
     );
-    assert_eq!(got[0].query.as_deref(), Some("api-version=2024-06-01"));
+    // The default api-version accepts stream_options, so Azure streams report usage.
+    assert_eq!(got[0].query.as_deref(), Some("api-version=2024-10-21"));
     assert_eq!(got[0].header("api-key").as_deref(), Some("az-secret"));
     assert_eq!(got[0].header("authorization"), None);
     assert_eq!(got[0].json(), req);
@@ -50,11 +51,11 @@ async fn chat_goes_to_the_deployment_url_with_api_key() {
         "/openai/deployments/text-embedding-3-small/embeddings"
     );
 
-    // Azure names the model gpt-35-turbo; it is priced as gpt-3.5-turbo:
-    // 10 × 0.0015/1000 + 45 × 0.002/1000 = 0.000105.
+    // Azure names the model gpt-35-turbo; it is priced as gpt-3.5-turbo ($0.50 / $1.50 per
+    // 1M): (10 × 0.5 + 45 × 1.5) / 1M = 72.5 / 1M.
     let rows = app.usage_rows(3).await;
     assert_eq!(rows[0].model, "gpt-35-turbo");
-    assert_eq!(rows[0].cost.to_string(), "0.000105");
+    assert_eq!(rows[0].cost_text(), "0.0000725");
 }
 
 #[tokio::test]
@@ -91,7 +92,7 @@ async fn azure_keys_do_not_serve_other_routes() {
 
 #[tokio::test]
 async fn content_filter_chunks_pass_and_old_api_versions_get_no_stream_options() {
-    let app = spawn_app().await;
+    let app = spawn_app_with("[upstream]\nazure_api_version = \"2024-06-01\"").await;
     let root = app.init_root().await;
     let (_, member) = app.add_user(&root, "alice").await;
     add_azure_key(&app, &root, "az").await;
@@ -116,9 +117,9 @@ async fn content_filter_chunks_pass_and_old_api_versions_get_no_stream_options()
         "api-version 2024-06-01 rejects stream_options, so none is added"
     );
     let r = &app.usage_rows(1).await[0];
-    assert!(r.estimated);
+    assert!(r.estimated());
     assert_eq!(r.model, "gpt-4o-2024-05-13");
     assert_eq!((r.prompt_tokens, r.completion_tokens), (9, 1));
-    // 9 × 0.0025/1000 + 1 × 0.01/1000
-    assert_eq!(r.cost.to_string(), "0.0000325");
+    // gpt-4o-2024-05-13 has its own list price, $5 / $15 per 1M: (9 × 5 + 1 × 15) / 1M.
+    assert_eq!(r.cost_text(), "0.00006");
 }

@@ -49,5 +49,5 @@ async fn shutdown_with_streams_in_flight_loses_no_record() {
     // After serve() returned, the recorder is drained: rows are already in the database.
     let rows = app.app.store.usage_records(100).unwrap();
     assert_eq!(rows.len(), 5);
-    assert!(rows.iter().all(|r| r.total_tokens == 5 && !r.estimated));
+    assert!(rows.iter().all(|r| r.total_tokens == 5 && !r.estimated()));
 }

@@ -16,7 +16,7 @@ async fn chat_completion_is_proxied_and_metered() {
     assert_eq!(body["usage"]["total_tokens"], 21);
     let rows = app.usage_rows(1).await;
     assert_eq!(rows[0].total_tokens, 21);
-    assert_eq!(rows[0].cost.to_string(), "0.00000855");
+    assert_eq!(rows[0].cost_text(), "0.00000855");
     let (status, body) = app.get("/1/usages", &root).await;
     assert_eq!(status, 200);
     assert_eq!(
