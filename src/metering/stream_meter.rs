@@ -13,6 +13,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::completion_text::CompletionText;
+use super::settle::DEFAULT_MAX_TOKENS;
 use super::sse::{event_data, SseSplitter};
 use super::usage::{self, RawUsage, Usage};
 
@@ -44,6 +45,8 @@ struct MeterState {
     /// The tier named by the event that carried the usage (Responses streams echo the
     /// requested tier, `auto`, in earlier events and the one served at the end).
     final_tier: Option<String>,
+    /// Usage with a count above this is not believed: the text is kept for an estimate.
+    max_tokens: u64,
 }
 
 impl StreamMeter {
@@ -54,9 +57,16 @@ impl StreamMeter {
                 strip_usage_chunk,
                 outcome: StreamOutcome::default(),
                 final_tier: None,
+                max_tokens: DEFAULT_MAX_TOKENS,
             },
             out: Vec::new(),
         }
+    }
+
+    /// Sets the plausibility bound (`[metering] max_tokens_per_request`).
+    pub fn with_token_bound(mut self, max_tokens: u64) -> Self {
+        self.state.max_tokens = max_tokens;
+        self
     }
 
     /// Process one upstream chunk; returns the bytes to forward to the client now (possibly
@@ -137,6 +147,14 @@ impl MeterState {
             (None, None) => (None, chunk.service_tier),
         };
         match raw.and_then(RawUsage::into_usage) {
+            Some(u) if u.largest_count() > self.max_tokens => {
+                tracing::warn!(
+                    prompt = u.prompt_tokens,
+                    completion = u.completion_tokens,
+                    total = u.total_tokens,
+                    "stream usage beyond the plausibility bound; the stream will be estimated"
+                );
+            }
             Some(u) => {
                 self.outcome.usage = Some(u);
                 self.outcome.text = CompletionText::default();

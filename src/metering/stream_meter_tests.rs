@@ -155,3 +155,14 @@ fn kept_text_is_bounded() {
     // Payloads without text are dropped when reduced to text.
     assert!(meter.finish().text.held_bytes() <= 2 << 20);
 }
+
+#[test]
+fn implausible_usage_is_not_taken_and_the_text_is_kept() {
+    let bogus = r#"{"choices":[],"usage":{"prompt_tokens":18446744073709551615,"completion_tokens":1000000000000,"total_tokens":5}}"#;
+    let mut meter = StreamMeter::new(true).with_token_bound(10_000_000);
+    let out = run(&mut meter, &[&ev(CHUNK), &ev(bogus), &ev("[DONE]")]);
+    assert_eq!(out, [ev(CHUNK), ev("[DONE]")].concat());
+    let o = meter.finish();
+    assert_eq!(o.usage, None);
+    assert_eq!(o.text.into_text(), "Hi");
+}

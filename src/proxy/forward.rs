@@ -297,9 +297,11 @@ fn respond(
         Mode::Plain
     } else if content_type.starts_with("text/event-stream") {
         finished.stream = true;
-        Mode::Sse(Box::new(StreamMeter::new(out.inject_usage)))
+        let meter =
+            StreamMeter::new(out.inject_usage).with_token_bound(app.config.max_tokens_per_request);
+        Mode::Sse(Box::new(meter))
     } else if content_type.starts_with("application/json") {
-        Mode::json()
+        Mode::json(app.config.max_tokens_per_request)
     } else {
         Mode::Plain
     };

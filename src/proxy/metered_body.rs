@@ -28,8 +28,9 @@ const JSON_TAIL: usize = 64 * 1024;
 
 /// What is kept of a JSON body while it streams through: every chunk until the body
 /// outgrows [`MAX_JSON_KEEP`], then only its first chunk and its last [`JSON_TAIL`] bytes.
-#[derive(Default)]
 pub struct JsonKeep {
+    /// The plausibility bound: a body whose usage exceeds it is kept for an estimate.
+    max_tokens: u64,
     whole: Vec<Bytes>,
     kept: usize,
     overflowed: bool,
@@ -39,6 +40,18 @@ pub struct JsonKeep {
 }
 
 impl JsonKeep {
+    pub fn new(max_tokens: u64) -> JsonKeep {
+        JsonKeep {
+            max_tokens,
+            whole: Vec::new(),
+            kept: 0,
+            overflowed: false,
+            head: None,
+            tail: Default::default(),
+            tail_len: 0,
+        }
+    }
+
     fn push(&mut self, data: &Bytes) {
         self.kept += data.len();
         if !self.overflowed {
@@ -69,7 +82,7 @@ impl JsonKeep {
 
     fn observed(self) -> Observed {
         if !self.overflowed {
-            return json_observed(&self.whole);
+            return json_observed(&self.whole, self.max_tokens);
         }
         // Too large to keep whole: the usage object is at the end, the model near the start.
         let tail: Vec<u8> = self.tail.iter().flat_map(|b| b.iter().copied()).collect();
@@ -101,8 +114,8 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub fn json() -> Mode {
-        Mode::Json(Box::default())
+    pub fn json(max_tokens: u64) -> Mode {
+        Mode::Json(Box::new(JsonKeep::new(max_tokens)))
     }
 }
 
@@ -190,7 +203,7 @@ impl MeteredBody {
 
 /// A finished JSON body: its usage when it has one (the common case, parsed here cheaply
 /// from the usage object), else a compact copy for the recorder to estimate from.
-fn json_observed(chunks: &[Bytes]) -> Observed {
+fn json_observed(chunks: &[Bytes], max_tokens: u64) -> Observed {
     let body = match chunks {
         [] => Bytes::new(),
         [one] => one.clone(),
@@ -198,14 +211,15 @@ fn json_observed(chunks: &[Bytes]) -> Observed {
     };
     let read = usage::from_json_body(&body);
     match read.usage {
-        Some(usage) => Observed::Usage {
+        Some(usage) if usage.largest_count() <= max_tokens => Observed::Usage {
             usage,
             model: read.model,
             service_tier: read.service_tier,
         },
-        // A lone chunk is a slice of hyper's read buffer; a concatenation is already compact.
-        None if chunks.len() == 1 => Observed::Body(Bytes::copy_from_slice(&body)),
-        None => Observed::Body(body),
+        // No usage, or unbelievable usage: the body goes to the recorder for an estimate. A
+        // lone chunk is a slice of hyper's read buffer; a concatenation is already compact.
+        _ if chunks.len() == 1 => Observed::Body(Bytes::copy_from_slice(&body)),
+        _ => Observed::Body(body),
     }
 }
 
@@ -306,7 +320,7 @@ mod tests {
 
     #[test]
     fn huge_json_bodies_are_metered_from_their_tail() {
-        let mut keep = JsonKeep::default();
+        let mut keep = JsonKeep::new(10_000_000);
         keep.push(&Bytes::from_static(
             br#"{"object":"list","model":"text-embedding-3-large","data":["#,
         ));

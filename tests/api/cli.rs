@@ -296,3 +296,103 @@ fn help_exits_zero() {
     let r = run(&["--config", "/nonexistent/catgate/config.toml", "--help"]);
     assert!(r.ok(), "exit {:?}: {}", r.code, r.stderr);
 }
+
+/// One gpt-4o-mini request (1000 prompt, 1000 completion tokens) metered by a server on `dir`.
+async fn one_metered_request(extra_config: &str) -> TestApp {
+    let app = spawn_app_with(extra_config).await;
+    let (_, member) = app.with_team(1).await;
+    app.mock.push(Reply::json(
+        200,
+        chat_completion("team-model", "Hi", Some((1000, 1000))),
+    ));
+    let body = json!({"model": "team-model", "messages": []});
+    let (status, _) = app.post("/v1/chat/completions", &member, body).await;
+    assert_eq!(status, 200);
+    app.usage_rows(1).await;
+    app
+}
+
+#[tokio::test]
+async fn report_prints_a_table_csv_and_json() {
+    let priced = "[pricing.models.\"team-model\"]\ninput = \"1\"\noutput = \"2\"\n";
+    let app = one_metered_request(priced).await;
+    let config = write_config(app.dir.path(), priced);
+    let (c1, c2, c3) = (config.clone(), config.clone(), config.clone());
+    let table = tokio::task::spawn_blocking(move || cli(&c1, &["report"]))
+        .await
+        .unwrap();
+    assert!(table.ok(), "{}", table.stderr);
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    // (1000 × 1 + 1000 × 2) / 1M = 0.003.
+    assert_eq!(lines.len(), 2, "{}", table.stdout);
+    assert!(
+        lines[0].starts_with("userId  userName  model       requests"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with("     2  alice     team-model         1"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1].contains(" 0.003000 "), "{}", lines[1]);
+    let csv = tokio::task::spawn_blocking(move || {
+        cli(&c2, &["report", "--by", "model", "--format", "csv"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        csv.stdout,
+        "model,requests,promptTokens,cachedTokens,cacheWriteTokens,completionTokens,\
+         reasoningTokens,audioInputTokens,audioOutputTokens,totalTokens,cost,estimatedRequests,\
+         unpricedRequests,failedRequests\r\nteam-model,1,1000,0,0,1000,0,0,0,2000,0.003000,0,0,0\r\n"
+    );
+    let json_out = tokio::task::spawn_blocking(move || {
+        cli(&c3, &["report", "--by", "user", "--format", "json"])
+    })
+    .await
+    .unwrap();
+    let rows: Value = serde_json::from_str(&json_out.stdout).unwrap();
+    assert_eq!(rows[0]["userName"], "alice");
+    assert_eq!(rows[0]["cost"], "0.003000");
+    let bad = cli(&config, &["report", "--by", "color"]);
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    assert!(bad.stderr.contains("color"), "{}", bad.stderr);
+}
+
+#[tokio::test]
+async fn reprice_recomputes_costs_after_a_price_fix() {
+    // Metered at 1/2 per 1M: 0.003. Unknown at first for the second model: unpriced.
+    let app =
+        one_metered_request("[pricing.models.\"team-model\"]\ninput = \"1\"\noutput = \"2\"\n")
+            .await;
+    let fixed = "[pricing.models.\"team-model\"]\ninput = \"2\"\noutput = \"4\"\n";
+    let config = write_config(app.dir.path(), fixed);
+    let today = time::OffsetDateTime::now_utc().date();
+    let (from, to) = (today.to_string(), today.next_day().unwrap().to_string());
+    let args = ["reprice", "--from", &from, "--to", &to].map(String::from);
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        printed(&cli(&config, &args))
+    })
+    .await
+    .unwrap();
+    // (1000 × 2 + 1000 × 4) / 1M = 0.006.
+    assert_eq!(
+        out,
+        format!(
+            "repriced {from} to {to}: 1 records, 1 changed; total 0.003000 -> 0.006000 (+0.003000)"
+        )
+    );
+    let record = &app.app.store.usage_records(10).unwrap()[0];
+    assert_eq!(record.cost_text(), "0.006");
+    // The rollup was rebuilt: reports show the new cost.
+    let root = app.app.store.user(1).unwrap().token;
+    app.expect_get(
+        "/1/usages",
+        &root,
+        200,
+        json!([{"userId": 2, "totalUnit": 2000, "cost": "0.006000"}]),
+    )
+    .await;
+}
