@@ -54,6 +54,8 @@ pub struct Config {
     pub prices: PriceTable,
     /// Upstream token counts above this (in one answer) are bogus: treated as missing usage.
     pub max_tokens_per_request: u64,
+    /// Where usage records go when the database cannot take them (default: beside it).
+    pub spool_dir: Option<PathBuf>,
     pub shutdown_grace: Duration,
 }
 
@@ -88,6 +90,7 @@ struct RawPricing {
 #[serde(deny_unknown_fields)]
 struct RawMetering {
     max_tokens_per_request: Option<u64>,
+    spool_dir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +193,14 @@ impl Config {
             azure_deployments: raw.azure_deployments,
             prices: prices(&raw.pricing)?,
             max_tokens_per_request: max_tokens(raw.metering.max_tokens_per_request)?,
+            spool_dir: raw.metering.spool_dir.map(|d| {
+                let d = PathBuf::from(d);
+                if d.is_absolute() {
+                    d
+                } else {
+                    base_dir.join(d)
+                }
+            }),
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(30)),
         })
     }

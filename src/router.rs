@@ -19,6 +19,8 @@ pub async fn route(app: App, req: Request<Incoming>) -> Response<ResponseBody> {
         proxy::handle(app, req).await
     } else if path == "/healthz" {
         json_body(StatusCode::OK, &json!({ "status": "ok" }))
+    } else if path == "/readyz" {
+        readyz(&app).await
     } else {
         json_body(StatusCode::NOT_FOUND, &json!({ "error": "not found" }))
     }
@@ -70,4 +72,34 @@ pub async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, Rea
         Some(buf) => buf.freeze(),
         None => first.unwrap_or_default(),
     })
+}
+
+/// Ready when the database answers and the recorder is keeping up (nothing waiting in memory
+/// or in the spool); else 503 with the reason.
+async fn readyz(app: &App) -> Response<ResponseBody> {
+    let store = app.store.clone();
+    let db = tokio::task::spawn_blocking(move || store.ping()).await;
+    let health = app.recorder.health();
+    let reason = match db {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("database unavailable: {e}")),
+        Err(_) => Some("database check failed".to_string()),
+    }
+    .or_else(|| {
+        (health.queued > 0 || health.spooled > 0).then(|| {
+            format!(
+                "usage recorder behind: {} records in memory, {} in the spool ({})",
+                health.queued,
+                health.spooled,
+                health.last_error.as_deref().unwrap_or("retrying")
+            )
+        })
+    });
+    match reason {
+        None => json_body(StatusCode::OK, &json!({ "status": "ready" })),
+        Some(reason) => json_body(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "status": "unavailable", "reason": reason }),
+        ),
+    }
 }

@@ -40,7 +40,7 @@ impl AppState {
     pub fn start(config: Config) -> Result<App, StartError> {
         let store = Store::open(&config.database)?;
         let client = crate::proxy::client::build(&config.upstream)?;
-        let spool = spool_path(&config.database);
+        let spool = spool_path(&config.database, config.spool_dir.as_deref());
         let settler = Settler::new(
             Arc::new(config.prices.clone()),
             config.max_tokens_per_request,
@@ -108,9 +108,13 @@ impl AppState {
     }
 }
 
-/// `catgate.db` → `catgate.db.usage-spool.jsonl`, next to the database.
-pub fn spool_path(db: &std::path::Path) -> PathBuf {
+/// `catgate.db` → `catgate.db.usage-spool.jsonl`, next to the database or in `spool_dir`
+/// (a different disk survives the database's disk filling up).
+pub fn spool_path(db: &std::path::Path, spool_dir: Option<&std::path::Path>) -> PathBuf {
     let mut name = db.file_name().unwrap_or_default().to_os_string();
     name.push(".usage-spool.jsonl");
-    db.with_file_name(name)
+    match spool_dir {
+        Some(dir) => dir.join(name),
+        None => db.with_file_name(name),
+    }
 }

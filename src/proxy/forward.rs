@@ -148,7 +148,9 @@ pub async fn send(
             };
             finished.latency_ms = started.elapsed().as_millis() as u64;
             finished.request_body = Bytes::new();
-            app.recorder.record(finished);
+            // Like every answer, catgate's own error goes out once its row is durable.
+            let done = app.recorder.record_durable(finished);
+            let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
             Err(e)
         }
         Attempt::Answer(resp) => Ok(respond(app, resp, finished, &out, started)),

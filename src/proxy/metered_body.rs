@@ -4,6 +4,11 @@
 //! needs, and hands one [`Finished`] to the recorder when the body ends, fails, idles out, or
 //! is dropped because the client went away — whichever comes first. The `Finished` is taken
 //! out of an `Option`, so no path can send it twice.
+//!
+//! Durability: at a clean end the body's last bytes (the last data frame of a body with a
+//! length, or the end of a chunked body) are held until the recorder says the row is
+//! committed, so a client that saw a whole answer is never missing from the bill, even after
+//! `kill -9`. The hold is bounded by [`ACK_WAIT`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,93 +20,11 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 
+use super::json_keep::JsonKeep;
 use crate::body::BoxError;
 use crate::metering::recorder::Recorder;
 use crate::metering::settle::{Finished, Observed};
 use crate::metering::stream_meter::StreamMeter;
-use crate::metering::usage;
-
-/// JSON bodies up to this size are kept whole for metering; past it only the head (for the
-/// model) and the last [`JSON_TAIL`] bytes (where OpenAI puts `usage`) are kept.
-const MAX_JSON_KEEP: usize = 32 * 1024 * 1024;
-const JSON_TAIL: usize = 64 * 1024;
-
-/// What is kept of a JSON body while it streams through: every chunk until the body
-/// outgrows [`MAX_JSON_KEEP`], then only its first chunk and its last [`JSON_TAIL`] bytes.
-pub struct JsonKeep {
-    /// The plausibility bound: a body whose usage exceeds it is kept for an estimate.
-    max_tokens: u64,
-    whole: Vec<Bytes>,
-    kept: usize,
-    overflowed: bool,
-    head: Option<Bytes>,
-    tail: std::collections::VecDeque<Bytes>,
-    tail_len: usize,
-}
-
-impl JsonKeep {
-    pub fn new(max_tokens: u64) -> JsonKeep {
-        JsonKeep {
-            max_tokens,
-            whole: Vec::new(),
-            kept: 0,
-            overflowed: false,
-            head: None,
-            tail: Default::default(),
-            tail_len: 0,
-        }
-    }
-
-    fn push(&mut self, data: &Bytes) {
-        self.kept += data.len();
-        if !self.overflowed {
-            self.whole.push(data.clone());
-            if self.kept <= MAX_JSON_KEEP {
-                return;
-            }
-            self.overflowed = true;
-            let mut chunks = std::mem::take(&mut self.whole).into_iter();
-            self.head = chunks.next();
-            for chunk in chunks {
-                self.push_tail(chunk);
-            }
-            return;
-        }
-        self.push_tail(data.clone());
-    }
-
-    fn push_tail(&mut self, chunk: Bytes) {
-        self.tail_len += chunk.len();
-        self.tail.push_back(chunk);
-        while self.tail_len - self.tail.front().map_or(0, Bytes::len) >= JSON_TAIL {
-            if let Some(old) = self.tail.pop_front() {
-                self.tail_len -= old.len();
-            }
-        }
-    }
-
-    fn observed(self) -> Observed {
-        if !self.overflowed {
-            return json_observed(&self.whole, self.max_tokens);
-        }
-        // Too large to keep whole: the usage object is at the end, the model near the start.
-        let tail: Vec<u8> = self.tail.iter().flat_map(|b| b.iter().copied()).collect();
-        match usage::last_usage_object(&tail) {
-            Some(usage) => Observed::Usage {
-                usage,
-                model: self.head.as_deref().and_then(usage::model_of),
-                service_tier: self.head.as_deref().and_then(usage::service_tier_of),
-            },
-            None => {
-                tracing::warn!(
-                    bytes = self.kept,
-                    "large JSON answer without a usage object; recorded with zero tokens"
-                );
-                Observed::Nothing
-            }
-        }
-    }
-}
 
 /// How the body is observed.
 pub enum Mode {
@@ -119,8 +42,18 @@ impl Mode {
     }
 }
 
+/// Longest hold of a finished answer waiting for its row (the recorder is stuck on a locked
+/// database); past it the bytes go out and the row follows when it can.
+const ACK_WAIT: Duration = Duration::from_secs(10);
+
+type Ack = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 pub struct MeteredBody {
     inner: Incoming,
+    /// Waiting for the row of a cleanly ended body to be durable.
+    ack: Option<Ack>,
+    /// Bytes released once `ack` resolves.
+    held: Bytes,
     mode: Mode,
     /// Armed the first time upstream keeps us waiting; most small bodies never need it.
     idle: Option<Pin<Box<Sleep>>>,
@@ -148,6 +81,8 @@ impl MeteredBody {
     ) -> MeteredBody {
         MeteredBody {
             inner,
+            ack: None,
+            held: Bytes::new(),
             mode,
             idle: None,
             idle_timeout,
@@ -170,11 +105,10 @@ impl MeteredBody {
         }
     }
 
-    /// Sends the record (once). Returns bytes still to forward at a clean end of an SSE body.
-    fn finish(&mut self, end: End) -> Bytes {
-        let Some(mut record) = self.record.take() else {
-            return Bytes::new();
-        };
+    /// Takes the record (once) with what the body showed. Returns it and, at a clean end of
+    /// an SSE body, the bytes still to forward.
+    fn take_record(&mut self, end: End) -> Option<(Finished, Bytes)> {
+        let mut record = self.record.take()?;
         let mut tail = Bytes::new();
         let mode = std::mem::replace(&mut self.mode, Mode::Plain);
         record.observed = match mode {
@@ -187,39 +121,55 @@ impl MeteredBody {
                 Observed::Stream(meter.finish())
             }
         };
-        // Until the recorder writes it (up to its batching window), a record must not pin
-        // hyper's read buffers: keep the request body only when tokens must be estimated, and
-        // then as a compact copy.
+        // Until the recorder writes it, a record must not pin hyper's read buffers: keep the
+        // request body only when tokens must be estimated, and then as a compact copy.
         record.request_body = match &record.observed {
             Observed::Usage { .. } | Observed::Nothing => Bytes::new(),
             Observed::Stream(outcome) if outcome.usage.is_some() => Bytes::new(),
             _ => Bytes::copy_from_slice(&record.request_body),
         };
         record.latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.recorder.record(record);
-        tail
+        Some((record, tail))
     }
-}
 
-/// A finished JSON body: its usage when it has one (the common case, parsed here cheaply
-/// from the usage object), else a compact copy for the recorder to estimate from.
-fn json_observed(chunks: &[Bytes], max_tokens: u64) -> Observed {
-    let body = match chunks {
-        [] => Bytes::new(),
-        [one] => one.clone(),
-        many => Bytes::from(many.concat()),
-    };
-    let read = usage::from_json_body(&body);
-    match read.usage {
-        Some(usage) if usage.largest_count() <= max_tokens => Observed::Usage {
-            usage,
-            model: read.model,
-            service_tier: read.service_tier,
-        },
-        // No usage, or unbelievable usage: the body goes to the recorder for an estimate. A
-        // lone chunk is a slice of hyper's read buffer; a concatenation is already compact.
-        _ if chunks.len() == 1 => Observed::Body(Bytes::copy_from_slice(&body)),
-        _ => Observed::Body(body),
+    /// The body failed or was dropped: record what was seen, nothing left to hold.
+    fn finish(&mut self, end: End) {
+        if let Some((record, _)) = self.take_record(end) {
+            self.recorder.record(record);
+        }
+    }
+
+    /// A clean end: `out` (the last bytes, possibly empty) waits for the row to be durable.
+    fn finish_durably(&mut self, out: Bytes) {
+        let Some((record, tail)) = self.take_record(End::Complete) else {
+            return;
+        };
+        let done = self.recorder.record_durable(record);
+        self.held = match (out.is_empty(), tail.is_empty()) {
+            (_, true) => out,
+            (true, false) => tail,
+            (false, false) => [out, tail].concat().into(),
+        };
+        self.ack = Some(Box::pin(async move {
+            if tokio::time::timeout(ACK_WAIT, done).await.is_err() {
+                tracing::warn!(wait = ?ACK_WAIT, "usage row not confirmed in time; answer released");
+            }
+        }));
+    }
+
+    /// Releases the held bytes once the row is durable.
+    fn poll_release(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(ack) = self.ack.as_mut() {
+            if ack.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.ack = None;
+        }
+        let held = std::mem::take(&mut self.held);
+        Poll::Ready((!held.is_empty()).then(|| Ok(Frame::data(held))))
     }
 }
 
@@ -234,6 +184,9 @@ impl Body for MeteredBody {
         let this = self.get_mut();
         if let Some(trailers) = this.stash.take() {
             return Poll::Ready(Some(Ok(trailers)));
+        }
+        if this.ack.is_some() || !this.held.is_empty() {
+            return this.poll_release(cx);
         }
         if this.record.is_none() {
             return Poll::Ready(None);
@@ -250,6 +203,12 @@ impl Body for MeteredBody {
                     match frame.into_data() {
                         Ok(data) => {
                             let out = this.observe(data);
+                            if this.inner.is_end_stream() {
+                                // The last frame of a body with a length: the client has the
+                                // whole answer with it, so it waits for the row.
+                                this.finish_durably(out);
+                                return this.poll_release(cx);
+                            }
                             if out.is_empty() {
                                 continue;
                             }
@@ -275,8 +234,8 @@ impl Body for MeteredBody {
                     return Poll::Ready(Some(Err("upstream response failed".into())));
                 }
                 Poll::Ready(None) => {
-                    let tail = this.finish(End::Complete);
-                    return Poll::Ready((!tail.is_empty()).then(|| Ok(Frame::data(tail))));
+                    this.finish_durably(Bytes::new());
+                    return this.poll_release(cx);
                 }
                 Poll::Pending => {
                     let timeout = this.idle_timeout;
@@ -295,7 +254,7 @@ impl Body for MeteredBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.record.is_none() && self.stash.is_none()
+        self.record.is_none() && self.stash.is_none() && self.ack.is_none() && self.held.is_empty()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -311,35 +270,5 @@ impl Drop for MeteredBody {
     fn drop(&mut self) {
         // The client went away (or the server is closing): record what was seen so far.
         self.finish(End::Failed);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn huge_json_bodies_are_metered_from_their_tail() {
-        let mut keep = JsonKeep::new(10_000_000);
-        keep.push(&Bytes::from_static(
-            br#"{"object":"list","model":"text-embedding-3-large","data":["#,
-        ));
-        let filler = Bytes::from(vec![b' '; 1024 * 1024]);
-        for _ in 0..40 {
-            keep.push(&filler);
-        }
-        keep.push(&Bytes::from_static(
-            br#"],"usage":{"prompt_tokens":100000,"total_tokens":100000}}"#,
-        ));
-        match keep.observed() {
-            Observed::Usage { usage, model, .. } => {
-                assert_eq!(
-                    (usage.prompt_tokens, usage.total_tokens),
-                    (100_000, 100_000)
-                );
-                assert_eq!(model.as_deref(), Some("text-embedding-3-large"));
-            }
-            other => panic!("{other:?}"),
-        }
     }
 }

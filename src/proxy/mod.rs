@@ -3,6 +3,7 @@
 pub mod client;
 pub mod endpoint;
 pub mod forward;
+pub mod json_keep;
 pub mod keys;
 pub mod metered_body;
 pub mod request;

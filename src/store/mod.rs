@@ -32,15 +32,15 @@ pub enum StoreError {
     Join,
 }
 
-type Migration = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
+type Migration = fn(&rusqlite::Transaction<'_>) -> Result<(), StoreError>;
 
 /// Migrations in order; `user_version` = number applied. Append, never edit.
 const MIGRATIONS: &[Migration] = &[
-    |tx| tx.execute_batch(include_str!("schema.sql")),
+    |tx| Ok(tx.execute_batch(include_str!("schema.sql"))?),
     |tx| {
         tx.execute_batch(include_str!("schema_v2.sql"))?;
-        // The rollup of every existing record ('~' sorts after any timestamp).
-        tx.execute(usage::REBUILD_DAYS, ["", "~"]).map(drop)
+        // The rollups of every existing record.
+        usage::rebuild_rollups(tx, "0000-01", "9999-13")
     },
 ];
 
@@ -83,6 +83,12 @@ impl Store {
             tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Whether the database answers a query (`/readyz`).
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.conn()?.query_row("SELECT 1", [], |_| Ok(()))?;
         Ok(())
     }
 

@@ -1,11 +1,18 @@
-//! The detail report (`/1/usages/detail`, `catgate report`) and `reprice`, both over the daily
-//! rollup. A report groups rollup rows by a chosen list of dimensions; the SQL text is built
-//! only from the fixed column names of [`Dimension`], never from input.
+//! The detail report (`/1/usages/detail`, `catgate report`) and `reprice`, over the rollups.
+//!
+//! A report groups rollup rows by a chosen list of dimensions and reads the coarsest rollup
+//! that can answer it: without a `day` column, whole months come from `usage_monthly` and only
+//! the partial months at the window's edges from a daily table; by day, from
+//! `usage_daily_user_model` when only user and model are asked for, else `usage_daily`. The SQL
+//! text is built only from fixed column names, never from input.
 
 use rusqlite::params;
 use rust_decimal::Decimal;
 
-use super::usage::{record_from_row, UsageRecord, REBUILD_DAYS, SELECT_RECORD};
+use super::usage::{
+    rebuild_rollups, record_from_row, Level, UsageRecord, DAILY, DAILY_USER_MODEL, MONTHLY,
+    SELECT_RECORD, SUM_COLUMNS,
+};
 use super::{Store, StoreError};
 
 /// What a report can be grouped by.
@@ -43,11 +50,11 @@ impl Dimension {
 
     fn column(self) -> &'static str {
         match self {
-            Dimension::User => "d.user_id",
-            Dimension::Model => "d.model",
-            Dimension::Key => "d.key_id",
-            Dimension::Day => "d.day",
-            Dimension::Tier => "d.tier",
+            Dimension::User => "user_id",
+            Dimension::Model => "model",
+            Dimension::Key => "key_id",
+            Dimension::Day => "day",
+            Dimension::Tier => "tier",
         }
     }
 }
@@ -99,59 +106,55 @@ impl Store {
         user_id: Option<i64>,
         dims: &[Dimension],
     ) -> Result<Vec<ReportRow>, StoreError> {
+        let plan = Plan::new(from_day, to_day, dims);
         let cols: Vec<&str> = dims.iter().map(|d| d.column()).collect();
         let group = if cols.is_empty() {
             String::new()
         } else {
             format!("GROUP BY {0} ORDER BY {0}", cols.join(", "))
         };
+        let sums: Vec<String> = SUM_COLUMNS
+            .iter()
+            .map(|c| match *c {
+                "cost" => "decimal_sum(cost)".to_string(),
+                c => format!("SUM({c})"),
+            })
+            .collect();
         let sql = format!(
-            "SELECT d.user_id, (SELECT name FROM users WHERE id = d.user_id), d.model, d.key_id,
-               (SELECT name FROM keys WHERE id = d.key_id), d.day, d.tier,
-               SUM(d.requests), SUM(d.prompt_tokens), SUM(d.cached_tokens),
-               SUM(d.cache_write_tokens), SUM(d.completion_tokens), SUM(d.reasoning_tokens),
-               SUM(d.audio_input_tokens), SUM(d.audio_output_tokens), SUM(d.total_tokens),
-               decimal_sum(d.cost), SUM(d.estimated_requests), SUM(d.unpriced_requests),
-               SUM(d.failed_requests)
-             FROM usage_daily d
-             WHERE d.day >= ?1 AND d.day < ?2 AND (?3 IS NULL OR d.user_id = ?3)
-             {group}"
+            "SELECT user_id, model, key_id, day, tier, {} FROM ({}) {group}",
+            sums.join(", "),
+            plan.sources()
         );
         let conn = self.conn()?;
+        let names = Names::load(&conn)?;
         let mut stmt = conn.prepare_cached(&sql)?;
         let has = |d: Dimension| dims.contains(&d);
-        let rows = stmt.query_map(params![from_day, to_day, user_id], |r| {
-            let requests: Option<i64> = r.get(7)?;
-            let key_id: Option<i64> = r.get(3)?;
-            let key_id = key_id.filter(|id| *id != 0);
+        let int = |r: &rusqlite::Row<'_>, i: usize| -> rusqlite::Result<i64> {
+            Ok(r.get::<_, Option<i64>>(i)?.unwrap_or(0))
+        };
+        let params = params![from_day, to_day, plan.full_from, plan.full_to, user_id];
+        let rows = stmt.query_map(params, |r| {
+            let user: i64 = int(r, 0)?;
+            let key_id = Some(int(r, 2)?).filter(|id| *id != 0);
             Ok(ReportRow {
-                user: match has(Dimension::User) {
-                    true => Some((
-                        r.get(0)?,
-                        r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                    )),
-                    false => None,
-                },
-                model: has(Dimension::Model).then(|| r.get(2)).transpose()?,
-                key: match has(Dimension::Key) {
-                    true => Some((key_id, key_id.map(|_| r.get(4)).transpose()?.flatten())),
-                    false => None,
-                },
-                day: has(Dimension::Day).then(|| r.get(5)).transpose()?,
-                tier: has(Dimension::Tier).then(|| r.get(6)).transpose()?,
-                requests: requests.unwrap_or(0),
-                prompt_tokens: r.get::<_, Option<i64>>(8)?.unwrap_or(0),
-                cached_tokens: r.get::<_, Option<i64>>(9)?.unwrap_or(0),
-                cache_write_tokens: r.get::<_, Option<i64>>(10)?.unwrap_or(0),
-                completion_tokens: r.get::<_, Option<i64>>(11)?.unwrap_or(0),
-                reasoning_tokens: r.get::<_, Option<i64>>(12)?.unwrap_or(0),
-                audio_input_tokens: r.get::<_, Option<i64>>(13)?.unwrap_or(0),
-                audio_output_tokens: r.get::<_, Option<i64>>(14)?.unwrap_or(0),
-                total_tokens: r.get::<_, Option<i64>>(15)?.unwrap_or(0),
-                cost: decimal_text(r.get::<_, Option<String>>(16)?.unwrap_or_default()),
-                estimated_requests: r.get::<_, Option<i64>>(17)?.unwrap_or(0),
-                unpriced_requests: r.get::<_, Option<i64>>(18)?.unwrap_or(0),
-                failed_requests: r.get::<_, Option<i64>>(19)?.unwrap_or(0),
+                user: has(Dimension::User).then(|| (user, names.user(user))),
+                model: has(Dimension::Model).then(|| r.get(1)).transpose()?,
+                key: has(Dimension::Key).then(|| (key_id, key_id.and_then(|k| names.key(k)))),
+                day: has(Dimension::Day).then(|| r.get(3)).transpose()?,
+                tier: has(Dimension::Tier).then(|| r.get(4)).transpose()?,
+                requests: int(r, 5)?,
+                prompt_tokens: int(r, 6)?,
+                cached_tokens: int(r, 7)?,
+                cache_write_tokens: int(r, 8)?,
+                audio_input_tokens: int(r, 9)?,
+                completion_tokens: int(r, 10)?,
+                reasoning_tokens: int(r, 11)?,
+                audio_output_tokens: int(r, 12)?,
+                total_tokens: int(r, 13)?,
+                cost: decimal_text(r.get::<_, Option<String>>(14)?.unwrap_or_default()),
+                estimated_requests: int(r, 15)?,
+                unpriced_requests: int(r, 16)?,
+                failed_requests: int(r, 17)?,
             })
         })?;
         let rows: Vec<ReportRow> = rows.collect::<Result<_, _>>()?;
@@ -204,35 +207,148 @@ impl Store {
             }
         }
         summary.changed = changes.len() as u64;
-        // Whole days: the rollup of every day the window touches is rebuilt from its records.
-        let (from_day, to_day) = (day_floor(from), day_ceil(to));
-        tx.execute(
-            "DELETE FROM usage_daily WHERE day >= ?1 AND day < ?2",
-            params![from_day, to_day],
-        )?;
-        tx.execute(REBUILD_DAYS, params![from_day, day_start_text(&to_day)])?;
+        // Whole months: every rollup of every month the window touches is rebuilt.
+        let (from_month, to_month) = (month_of(from), month_after(to));
+        rebuild_rollups(&tx, &from_month, &to_month)?;
         tx.commit()?;
         Ok(summary)
     }
 }
 
-/// The day of a stored timestamp.
-fn day_floor(ts: &str) -> String {
-    ts.get(..10).unwrap_or(ts).to_string()
+/// Where a report's rows come from; `?1`/`?2` are the window's days, `?3`/`?4` the whole
+/// months inside it (`YYYY-MM`, empty range when there is none), `?5` the user or NULL.
+struct Plan {
+    monthly: bool,
+    daily: Level,
+    full_from: String,
+    full_to: String,
 }
 
-/// The first day not touched by `[.., ts)`: `ts`'s day if `ts` is midnight, else the next.
-fn day_ceil(ts: &str) -> String {
-    let day = day_floor(ts);
-    if ts.get(10..).is_none_or(|rest| rest == "T00:00:00.000000Z") {
-        return day;
+impl Plan {
+    fn new(from_day: &str, to_day: &str, dims: &[Dimension]) -> Plan {
+        let user_model_only = dims
+            .iter()
+            .all(|d| matches!(d, Dimension::Day | Dimension::User | Dimension::Model));
+        let daily = if user_model_only {
+            DAILY_USER_MODEL
+        } else {
+            DAILY
+        };
+        // The first whole month starts at or after `from`; the last ends at or before `to`.
+        let full_from = match from_day.get(8..10) {
+            Some("01") => month_of(from_day),
+            _ => month_after(from_day),
+        };
+        let full_to = month_of(to_day);
+        Plan {
+            monthly: !dims.contains(&Dimension::Day) && full_from < full_to,
+            daily,
+            full_from,
+            full_to,
+        }
     }
-    crate::timestamp::parse_day(&day)
-        .and_then(|d| d.next_day())
-        .map(|d| d.to_string())
-        .unwrap_or(day)
+
+    /// The UNION of rollup rows that covers the window exactly once.
+    fn sources(&self) -> String {
+        let sums = SUM_COLUMNS.join(", ");
+        let user = "(?5 IS NULL OR user_id = ?5)";
+        let daily_cols = match self.daily.by_key_and_tier {
+            true => "user_id, model, key_id, day, tier",
+            false => "user_id, model, 0 AS key_id, day, '' AS tier",
+        };
+        let daily = self.daily.table;
+        if !self.monthly {
+            return format!(
+                "SELECT {daily_cols}, {sums} FROM {daily} WHERE day >= ?1 AND day < ?2 AND {user}"
+            );
+        }
+        format!(
+            "SELECT user_id, model, key_id, '' AS day, tier, {sums} FROM {monthly}
+               WHERE month >= ?3 AND month < ?4 AND {user}
+             UNION ALL
+             SELECT {daily_cols}, {sums} FROM {daily}
+               WHERE ((day >= ?1 AND day < ?3 || '-01') OR (day >= ?4 || '-01' AND day < ?2))
+                 AND {user}",
+            monthly = MONTHLY.table,
+        )
+    }
 }
 
-fn day_start_text(day: &str) -> String {
-    format!("{day}T00:00:00.000000Z")
+/// User and key names, looked up once per report rather than once per rollup row.
+struct Names {
+    users: std::collections::HashMap<i64, String>,
+    keys: std::collections::HashMap<i64, String>,
+}
+
+impl Names {
+    fn load(conn: &rusqlite::Connection) -> Result<Names, StoreError> {
+        let map = |sql: &str| -> Result<std::collections::HashMap<i64, String>, StoreError> {
+            let mut stmt = conn.prepare_cached(sql)?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        };
+        Ok(Names {
+            users: map("SELECT id, name FROM users")?,
+            keys: map("SELECT id, name FROM keys")?,
+        })
+    }
+
+    fn user(&self, id: i64) -> String {
+        self.users.get(&id).cloned().unwrap_or_default()
+    }
+
+    fn key(&self, id: i64) -> Option<String> {
+        self.keys.get(&id).cloned()
+    }
+}
+
+/// `YYYY-MM` of a day or timestamp.
+fn month_of(ts: &str) -> String {
+    ts.get(..7).unwrap_or(ts).to_string()
+}
+
+/// The month after the one `ts` falls in (`2026-12-31` → `2027-01`).
+fn month_after(ts: &str) -> String {
+    let (y, m) = (ts.get(..4), ts.get(5..7));
+    match (
+        y.and_then(|y| y.parse::<u32>().ok()),
+        m.and_then(|m| m.parse::<u32>().ok()),
+    ) {
+        (Some(y), Some(12)) => format!("{:04}-01", y + 1),
+        (Some(y), Some(m)) => format!("{y:04}-{:02}", m + 1),
+        _ => "9999-13".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months() {
+        assert_eq!(month_after("2026-12-31"), "2027-01");
+        assert_eq!(month_after("2026-11-01T00:00:00.000000Z"), "2026-12");
+        assert_eq!(month_of("2026-11-27"), "2026-11");
+        let p = Plan::new("2025-11-27", "2026-11-27", &[Dimension::User]);
+        assert!(p.monthly);
+        assert_eq!(
+            (p.full_from.as_str(), p.full_to.as_str()),
+            ("2025-12", "2026-11")
+        );
+        let p = Plan::new(
+            "2026-11-01",
+            "2026-12-01",
+            &[Dimension::Model, Dimension::Key],
+        );
+        assert!(p.monthly);
+        assert_eq!(p.daily, DAILY);
+        assert_eq!(
+            (p.full_from.as_str(), p.full_to.as_str()),
+            ("2026-11", "2026-12")
+        );
+        let p = Plan::new("2026-11-02", "2026-11-30", &[Dimension::User]);
+        assert!(!p.monthly);
+        assert_eq!(p.daily, DAILY_USER_MODEL);
+        assert!(!Plan::new("2026-01-01", "2026-12-01", &[Dimension::Day]).monthly);
+    }
 }

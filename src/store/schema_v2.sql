@@ -63,3 +63,49 @@ CREATE TABLE usage_daily (
     failed_requests     INTEGER NOT NULL,
     PRIMARY KEY (day, user_id, model, key_id, tier)
 ) WITHOUT ROWID;
+
+-- Coarser rollups of the same sums, so a report reads a few thousand rows whatever the window:
+-- by month (for reports without a `day` column: whole months from here, the partial months at
+-- the window's edges from the daily tables), and by day for user and model only (charts by day
+-- and the default user/model report). Both are kept in the same transaction as the daily one.
+CREATE TABLE usage_monthly (
+    month               TEXT    NOT NULL,           -- YYYY-MM
+    user_id             INTEGER NOT NULL,
+    model               TEXT    NOT NULL,
+    key_id              INTEGER NOT NULL,
+    tier                TEXT    NOT NULL,
+    requests            INTEGER NOT NULL,
+    prompt_tokens       INTEGER NOT NULL,
+    cached_tokens       INTEGER NOT NULL,
+    cache_write_tokens  INTEGER NOT NULL,
+    audio_input_tokens  INTEGER NOT NULL,
+    completion_tokens   INTEGER NOT NULL,
+    reasoning_tokens    INTEGER NOT NULL,
+    audio_output_tokens INTEGER NOT NULL,
+    total_tokens        INTEGER NOT NULL,
+    cost                TEXT    NOT NULL,
+    estimated_requests  INTEGER NOT NULL,
+    unpriced_requests   INTEGER NOT NULL,
+    failed_requests     INTEGER NOT NULL,
+    PRIMARY KEY (month, user_id, model, key_id, tier)
+) WITHOUT ROWID;
+
+CREATE TABLE usage_daily_user_model (
+    day                 TEXT    NOT NULL,
+    user_id             INTEGER NOT NULL,
+    model               TEXT    NOT NULL,
+    requests            INTEGER NOT NULL,
+    prompt_tokens       INTEGER NOT NULL,
+    cached_tokens       INTEGER NOT NULL,
+    cache_write_tokens  INTEGER NOT NULL,
+    audio_input_tokens  INTEGER NOT NULL,
+    completion_tokens   INTEGER NOT NULL,
+    reasoning_tokens    INTEGER NOT NULL,
+    audio_output_tokens INTEGER NOT NULL,
+    total_tokens        INTEGER NOT NULL,
+    cost                TEXT    NOT NULL,
+    estimated_requests  INTEGER NOT NULL,
+    unpriced_requests   INTEGER NOT NULL,
+    failed_requests     INTEGER NOT NULL,
+    PRIMARY KEY (day, user_id, model)
+) WITHOUT ROWID;

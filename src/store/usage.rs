@@ -120,10 +120,110 @@ pub const ROLLUP_CAP: u64 = 1_000_000_000_000;
 /// The highest plausibility bound `[metering] max_tokens_per_request` may be set to.
 pub const MAX_PLAUSIBLE_TOKENS: u64 = 1_000_000_000;
 
-/// The rollup row a record adds to.
+/// The rollup tables, finest first. Each sums the same columns; they differ in the period
+/// (day or month) and in whether key and tier are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Level {
+    pub table: &'static str,
+    /// `day` (YYYY-MM-DD) or `month` (YYYY-MM).
+    pub period: &'static str,
+    /// Whether the table keeps `key_id` and `tier`.
+    pub by_key_and_tier: bool,
+}
+
+pub(super) const DAILY: Level = Level {
+    table: "usage_daily",
+    period: "day",
+    by_key_and_tier: true,
+};
+pub(super) const MONTHLY: Level = Level {
+    table: "usage_monthly",
+    period: "month",
+    by_key_and_tier: true,
+};
+pub(super) const DAILY_USER_MODEL: Level = Level {
+    table: "usage_daily_user_model",
+    period: "day",
+    by_key_and_tier: false,
+};
+const LEVELS: [Level; 3] = [DAILY, MONTHLY, DAILY_USER_MODEL];
+
+/// The summed columns, in table order after the grouping columns.
+pub(super) const SUM_COLUMNS: [&str; 13] = [
+    "requests",
+    "prompt_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "audio_input_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "audio_output_tokens",
+    "total_tokens",
+    "cost",
+    "estimated_requests",
+    "unpriced_requests",
+    "failed_requests",
+];
+
+impl Level {
+    /// The grouping columns of this table.
+    pub(super) fn group_columns(self) -> &'static [&'static str] {
+        match (self.period, self.by_key_and_tier) {
+            ("month", _) => &["month", "user_id", "model", "key_id", "tier"],
+            (_, true) => &["day", "user_id", "model", "key_id", "tier"],
+            (_, false) => &["day", "user_id", "model"],
+        }
+    }
+
+    /// Adds each summed column of `excluded` (SQLite's upsert row) to the stored one.
+    fn upsert_sql(self) -> String {
+        let groups = self.group_columns();
+        let cols: Vec<&str> = groups.iter().chain(SUM_COLUMNS.iter()).copied().collect();
+        let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+        let updates: Vec<String> = SUM_COLUMNS
+            .iter()
+            .map(|c| match *c {
+                "cost" => "cost = decimal_add(cost, excluded.cost)".to_string(),
+                c => format!("{c} = {c} + excluded.{c}"),
+            })
+            .collect();
+        format!(
+            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}",
+            self.table,
+            cols.join(", "),
+            marks.join(", "),
+            groups.join(", "),
+            updates.join(", ")
+        )
+    }
+
+    fn key(self, r: &UsageRecord) -> RollupKey {
+        let period = match self.period {
+            "month" => r.day().get(..7).unwrap_or(r.day()),
+            _ => r.day(),
+        };
+        RollupKey {
+            period: period.to_string(),
+            user_id: r.user_id,
+            model: r.model.clone(),
+            key_id: if self.by_key_and_tier {
+                r.key_id.unwrap_or(0)
+            } else {
+                0
+            },
+            tier: if self.by_key_and_tier {
+                tier_of(r.service_tier.as_deref()).to_string()
+            } else {
+                String::new()
+            },
+        }
+    }
+}
+
+/// The rollup row a record adds to (key and tier unused where the table has none).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct DayKey {
-    day: String,
+struct RollupKey {
+    period: String,
     user_id: i64,
     model: String,
     key_id: i64,
@@ -131,7 +231,7 @@ struct DayKey {
 }
 
 #[derive(Debug, Default)]
-struct DaySums {
+struct Sums {
     requests: i64,
     tokens: [i64; 8],
     cost: Decimal,
@@ -140,7 +240,7 @@ struct DaySums {
     failed: i64,
 }
 
-impl DaySums {
+impl Sums {
     fn add(&mut self, r: &UsageRecord) {
         self.requests += 1;
         let counts = [
@@ -177,32 +277,13 @@ const INSERT_RECORD: &str = "INSERT OR IGNORE INTO usage (request_id, user_id, k
   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
     ?20, ?21)";
 
-const UPSERT_DAY: &str = "INSERT INTO usage_daily (day, user_id, model, key_id, tier, requests,
-    prompt_tokens, cached_tokens, cache_write_tokens, audio_input_tokens, completion_tokens,
-    reasoning_tokens, audio_output_tokens, total_tokens, cost, estimated_requests,
-    unpriced_requests, failed_requests)
-  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
-  ON CONFLICT (day, user_id, model, key_id, tier) DO UPDATE SET
-    requests = requests + excluded.requests,
-    prompt_tokens = prompt_tokens + excluded.prompt_tokens,
-    cached_tokens = cached_tokens + excluded.cached_tokens,
-    cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
-    audio_input_tokens = audio_input_tokens + excluded.audio_input_tokens,
-    completion_tokens = completion_tokens + excluded.completion_tokens,
-    reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-    audio_output_tokens = audio_output_tokens + excluded.audio_output_tokens,
-    total_tokens = total_tokens + excluded.total_tokens,
-    cost = decimal_add(cost, excluded.cost),
-    estimated_requests = estimated_requests + excluded.estimated_requests,
-    unpriced_requests = unpriced_requests + excluded.unpriced_requests,
-    failed_requests = failed_requests + excluded.failed_requests";
-
-/// Rebuilds the rollup rows of `[from_day, to_day)` from the records (used by the migration
-/// and by reprice). Mirrors [`DaySums::add`] in SQL.
-pub(super) const REBUILD_DAYS: &str = "INSERT INTO usage_daily
+/// Rebuilds the daily rollup of `[?1, ?2)` (stored-form timestamps) from the records. Mirrors
+/// [`Sums::add`] in SQL.
+const REBUILD_DAILY: &str = "INSERT INTO usage_daily
   SELECT substr(created_at, 1, 10), user_id, model, COALESCE(key_id, 0),
     COALESCE(NULLIF(service_tier, ''), 'default'), COUNT(*),
-    SUM(MIN(MAX(prompt_tokens, 0), 1000000000000)), SUM(MIN(MAX(cached_tokens, 0), 1000000000000)),
+    SUM(MIN(MAX(prompt_tokens, 0), 1000000000000)),
+    SUM(MIN(MAX(cached_tokens, 0), 1000000000000)),
     SUM(MIN(MAX(cache_write_tokens, 0), 1000000000000)),
     SUM(MIN(MAX(audio_input_tokens, 0), 1000000000000)),
     SUM(MIN(MAX(completion_tokens, 0), 1000000000000)),
@@ -213,6 +294,64 @@ pub(super) const REBUILD_DAYS: &str = "INSERT INTO usage_daily
     SUM(status NOT BETWEEN 200 AND 299)
   FROM usage WHERE created_at >= ?1 AND created_at < ?2
   GROUP BY 1, 2, 3, 4, 5";
+
+/// The sums of a coarser level's rows, from the daily rollup.
+fn summed_select() -> String {
+    SUM_COLUMNS
+        .iter()
+        .map(|c| match *c {
+            "cost" => "decimal_sum(cost)".to_string(),
+            c => format!("SUM({c})"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Rebuilds every rollup for the whole months `[from_month, to_month)` (`YYYY-MM`): the daily
+/// one from the records, the coarser ones from the daily one.
+pub(super) fn rebuild_rollups(
+    tx: &Transaction<'_>,
+    from_month: &str,
+    to_month: &str,
+) -> Result<(), StoreError> {
+    let (from_day, to_day) = (format!("{from_month}-01"), format!("{to_month}-01"));
+    for level in LEVELS {
+        let (lo, hi) = match level.period {
+            "month" => (from_month, to_month),
+            _ => (from_day.as_str(), to_day.as_str()),
+        };
+        tx.execute(
+            &format!(
+                "DELETE FROM {} WHERE {} >= ?1 AND {} < ?2",
+                level.table, level.period, level.period
+            ),
+            params![lo, hi],
+        )?;
+    }
+    tx.execute(
+        REBUILD_DAILY,
+        params![
+            format!("{from_day}T00:00:00.000000Z"),
+            format!("{to_day}T00:00:00.000000Z")
+        ],
+    )?;
+    let sums = summed_select();
+    tx.execute(
+        &format!(
+            "INSERT INTO usage_monthly SELECT substr(day, 1, 7), user_id, model, key_id, tier, {sums}
+             FROM usage_daily WHERE day >= ?1 AND day < ?2 GROUP BY 1, 2, 3, 4, 5"
+        ),
+        params![from_day, to_day],
+    )?;
+    tx.execute(
+        &format!(
+            "INSERT INTO usage_daily_user_model SELECT day, user_id, model, {sums}
+             FROM usage_daily WHERE day >= ?1 AND day < ?2 GROUP BY 1, 2, 3"
+        ),
+        params![from_day, to_day],
+    )?;
+    Ok(())
+}
 
 impl Store {
     /// Inserts all records and adds the new ones to the daily rollup, in one transaction;
@@ -264,12 +403,12 @@ impl Store {
     }
 }
 
-/// Inserts `records` and adds the new ones to the rollup, inside `tx`.
+/// Inserts `records` and adds the new ones to every rollup, inside `tx`.
 pub(super) fn insert_records(
     tx: &Transaction<'_>,
     records: &[UsageRecord],
 ) -> Result<usize, StoreError> {
-    let mut days: HashMap<DayKey, DaySums> = HashMap::new();
+    let mut groups: [HashMap<RollupKey, Sums>; 3] = Default::default();
     let mut inserted = 0;
     {
         let mut stmt = tx.prepare_cached(INSERT_RECORD)?;
@@ -301,39 +440,27 @@ pub(super) fn insert_records(
                 continue;
             }
             inserted += 1;
-            let key = DayKey {
-                day: r.day().to_string(),
-                user_id: r.user_id,
-                model: r.model.clone(),
-                key_id: r.key_id.unwrap_or(0),
-                tier: tier_of(r.service_tier.as_deref()).to_string(),
-            };
-            days.entry(key).or_default().add(r);
+            for (level, map) in LEVELS.iter().zip(groups.iter_mut()) {
+                map.entry(level.key(r)).or_default().add(r);
+            }
         }
     }
-    let mut upsert = tx.prepare_cached(UPSERT_DAY)?;
-    for (k, s) in days {
-        let t = s.tokens;
-        upsert.execute(params![
-            k.day,
-            k.user_id,
-            k.model,
-            k.key_id,
-            k.tier,
-            s.requests,
-            t[0],
-            t[1],
-            t[2],
-            t[3],
-            t[4],
-            t[5],
-            t[6],
-            t[7],
-            s.cost.to_string(),
-            s.estimated,
-            s.unpriced,
-            s.failed,
-        ])?;
+    for (level, map) in LEVELS.iter().zip(groups) {
+        let mut upsert = tx.prepare_cached(&level.upsert_sql())?;
+        for (k, s) in map {
+            let t = s.tokens;
+            let mut values: Vec<rusqlite::types::Value> =
+                vec![k.period.into(), k.user_id.into(), k.model.into()];
+            if level.by_key_and_tier {
+                values.push(k.key_id.into());
+                values.push(k.tier.into());
+            }
+            values.push(s.requests.into());
+            values.extend([t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]].map(Into::into));
+            values.push(s.cost.to_string().into());
+            values.extend([s.estimated, s.unpriced, s.failed].map(Into::into));
+            upsert.execute(rusqlite::params_from_iter(values))?;
+        }
     }
     Ok(inserted)
 }

@@ -281,3 +281,64 @@ async fn bad_report_queries_are_400() {
         .await;
     assert_eq!(empty, json!([]));
 }
+
+#[tokio::test]
+async fn windows_across_months_add_edges_and_whole_months_exactly() {
+    let app = spawn_app().await;
+    let root = app.init_root().await;
+    let (alice, _) = app.add_user(&root, "alice").await;
+    // Edges (Sep 30, Nov 1, Nov 2), a whole month (Oct), and records outside the window.
+    for (day, total, cost) in [
+        ("2026-09-29", 1000, "1"),
+        ("2026-09-30", 1, "0.000001"),
+        ("2026-10-01", 10, "0.00001"),
+        ("2026-10-31", 100, "0.0001"),
+        ("2026-11-01", 1_000, "0.001"),
+        ("2026-11-02", 10_000, "0.01"),
+        ("2026-11-03", 100_000, "0.1"),
+    ] {
+        insert_usage(&app, alice, &format!("{day}T12:00:00.000000Z"), total, cost);
+    }
+    let window = "from=2026-09-30&to=2026-11-03";
+    app.expect_get(
+        &format!("/1/usages?{window}"),
+        &root,
+        200,
+        json!([{"userId": 2, "totalUnit": 11111, "cost": "0.011111"}]),
+    )
+    .await;
+    let (_, by_key) = app
+        .get(
+            &format!("/1/usages/detail?{window}&group_by=key,tier"),
+            &root,
+        )
+        .await;
+    assert_eq!(by_key[0]["requests"], 5);
+    assert_eq!(by_key[0]["totalTokens"], 11111);
+    assert_eq!(by_key[0]["keyId"], Value::Null);
+    assert_eq!(by_key[0]["tier"], "default");
+    let (_, by_day) = app
+        .get(&format!("/1/usages/detail?{window}&group_by=day"), &root)
+        .await;
+    let days: Vec<(&str, i64)> = by_day
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["day"].as_str().unwrap(),
+                r["totalTokens"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        days,
+        [
+            ("2026-09-30", 1),
+            ("2026-10-01", 10),
+            ("2026-10-31", 100),
+            ("2026-11-01", 1000),
+            ("2026-11-02", 10000)
+        ]
+    );
+}
