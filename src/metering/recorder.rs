@@ -38,6 +38,8 @@ pub const MAX_QUEUED: usize = 100_000;
 /// How often a degraded recorder retries.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 
+// Records dominate the traffic; boxing them would add an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     Record(UsageRecord, Option<oneshot::Sender<()>>),
     Flush(oneshot::Sender<()>),
