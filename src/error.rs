@@ -64,6 +64,8 @@ pub enum ProxyError {
     InvalidApiKey,
     #[error("{0}")]
     BadRequest(String),
+    #[error("Invalid request path: dot segments and backslashes are not allowed.")]
+    InvalidPath,
     #[error("Request body is larger than {0} bytes.")]
     PayloadTooLarge(usize),
     #[error("Unknown route {0}.")]
@@ -90,6 +92,11 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "invalid_request",
+            ),
+            ProxyError::InvalidPath => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_path",
             ),
             ProxyError::PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -5,6 +5,7 @@ pub mod endpoint;
 pub mod forward;
 pub mod keys;
 pub mod metered_body;
+pub mod path;
 pub mod request;
 
 use http::{Method, Request, Response, StatusCode};
@@ -32,6 +33,9 @@ fn streams_usage(path: &str) -> bool {
 }
 
 async fn proxy(app: &App, req: Request<Incoming>) -> Result<Response<ResponseBody>, ProxyError> {
+    if !path::is_safe(req.uri().path()) {
+        return Err(ProxyError::InvalidPath);
+    }
     let caller = bearer_token(req.headers())
         .and_then(|t| app.tokens.lookup(t))
         .ok_or(ProxyError::InvalidApiKey)?;
