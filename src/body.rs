@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 
+use crate::proxy::mask::MaskedBody;
 use crate::proxy::metered_body::MeteredBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -15,6 +16,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum ResponseBody {
     Full(Option<Bytes>),
     Metered(Box<MeteredBody>),
+    /// A metered non-2xx answer with the key's secret masked.
+    Masked(Box<MaskedBody<MeteredBody>>),
 }
 
 impl ResponseBody {
@@ -34,6 +37,7 @@ impl Body for ResponseBody {
         match self.get_mut() {
             ResponseBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Metered(m) => Pin::new(m.as_mut()).poll_frame(cx),
+            ResponseBody::Masked(m) => Pin::new(m.as_mut()).poll_frame(cx),
         }
     }
 
@@ -41,6 +45,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Full(b) => b.is_none(),
             ResponseBody::Metered(m) => m.is_end_stream(),
+            ResponseBody::Masked(m) => m.is_end_stream(),
         }
     }
 
@@ -49,6 +54,7 @@ impl Body for ResponseBody {
             ResponseBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ResponseBody::Full(None) => SizeHint::with_exact(0),
             ResponseBody::Metered(m) => m.size_hint(),
+            ResponseBody::Masked(m) => m.size_hint(),
         }
     }
 }

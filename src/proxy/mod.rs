@@ -4,6 +4,7 @@ pub mod client;
 pub mod endpoint;
 pub mod forward;
 pub mod keys;
+pub mod mask;
 pub mod metered_body;
 pub mod path;
 pub mod request;

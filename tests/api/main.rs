@@ -9,6 +9,7 @@ mod cli;
 mod failover;
 mod helpers;
 mod proxy;
+mod secrets;
 mod shutdown;
 mod smoke;
 mod streaming;
