@@ -122,7 +122,7 @@ pub fn execute(command: Command) -> Result<(), CliError> {
             let users = store.list_users(true)?;
             let text =
                 serde_json::to_string_pretty(&users).map_err(|e| CliError::File(e.to_string()))?;
-            std::fs::write(&file, text + "\n")
+            write_private(&file, (text + "\n").as_bytes())
                 .map_err(|e| CliError::File(format!("cannot write {}: {e}", file.display())))?;
             eprintln!("exported {} users to {}", users.len(), file.display());
             Ok(())
@@ -140,6 +140,22 @@ pub fn execute(command: Command) -> Result<(), CliError> {
         }
         Action::Help | Action::Version => Ok(()),
     }
+}
+
+/// Writes `file` readable by its owner only, whatever the umask, also when it existed: an
+/// export holds every user's token.
+fn write_private(file: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(file)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 fn root(store: &Store) -> Result<User, CliError> {

@@ -4,6 +4,9 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Owner-only files from the start: the database, its -wal/-shm and the usage spool hold
+    // tokens, keys and usage, and SQLite creates them with the process umask.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let command = match catgate::cli::parse(std::env::args().skip(1)) {
         Ok(c) => c,
         Err(message) => {

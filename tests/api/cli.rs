@@ -296,3 +296,60 @@ fn help_exits_zero() {
     let r = run(&["--config", "/nonexistent/catgate/config.toml", "--help"]);
     assert!(r.ok(), "exit {:?}: {}", r.code, r.stderr);
 }
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn users_export_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let store = Store::open(&dir.path().join("catgate.db")).unwrap();
+    store.init_root().unwrap().unwrap();
+    let fresh = dir.path().join("fresh.json");
+    // An existing world-readable file is tightened, not just written into.
+    let existing = dir.path().join("existing.json");
+    std::fs::write(&existing, "old").unwrap();
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for file in [&fresh, &existing] {
+        let r = cli(&config, &["users", "export", file.to_str().unwrap()]);
+        assert!(r.ok(), "exit {:?}: {}", r.code, r.stderr);
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+        let users: Vec<User> =
+            serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        assert_eq!(users.len(), 1);
+    }
+}
+
+#[test]
+fn the_server_creates_its_database_files_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_catgate"))
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env_remove("CATGATE_DATABASE")
+        .env_remove("CATGATE_LISTEN")
+        .env_remove("PORT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let files = ["catgate.db", "catgate.db-wal", "catgate.db-shm"].map(|f| dir.path().join(f));
+    let started = Instant::now();
+    while !files.iter().all(|f| f.exists()) && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let modes: Vec<(String, u32)> = files
+        .iter()
+        .filter(|f| f.exists())
+        .map(|f| (f.display().to_string(), mode(f)))
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(modes.len(), 3, "{modes:?}");
+    assert!(modes.iter().all(|(_, m)| *m == 0o600), "{modes:?}");
+}
