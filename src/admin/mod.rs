@@ -11,9 +11,8 @@ use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{bearer_token, Caller};
-use crate::body::ResponseBody;
+use crate::body::{read_limited, ReadError, ResponseBody};
 use crate::error::AdminError;
-use crate::router::{read_limited, ReadError};
 use crate::state::App;
 
 /// Largest admin request body.
@@ -46,7 +45,7 @@ async fn dispatch(app: App, req: Request<Incoming>) -> Result<Response<ResponseB
         (Method::GET, ["users"]) => users::list(&app, root(caller)?, &query).await,
         (Method::POST, ["users"]) => {
             root(caller)?;
-            users::add(&app, json_body(body).await?).await
+            users::add(&app, json_body(&app, body).await?).await
         }
         (Method::DELETE, ["users", id]) => users::delete(&app, root(caller)?, parse_id(id)?).await,
         (Method::POST, ["users", id, "reset"]) => {
@@ -55,7 +54,7 @@ async fn dispatch(app: App, req: Request<Incoming>) -> Result<Response<ResponseB
         (Method::GET, ["keys"]) => keys::list(&app, root(caller)?).await,
         (Method::POST, ["keys"]) => {
             root(caller)?;
-            keys::add(&app, json_body(body).await?).await
+            keys::add(&app, json_body(&app, body).await?).await
         }
         (Method::DELETE, ["keys", id]) => keys::delete(&app, root(caller)?, parse_id(id)?).await,
         (Method::GET, ["usages"]) => usages::all(&app, root(caller)?, &query).await,
@@ -90,11 +89,15 @@ fn parse_id(text: &str) -> Result<i64, AdminError> {
         .ok_or_else(|| AdminError::BadRequest(format!("invalid id `{text}`")))
 }
 
-async fn json_body<T: DeserializeOwned>(body: Incoming) -> Result<T, AdminError> {
-    let bytes: Bytes = read_limited(body, MAX_BODY).await.map_err(|e| match e {
-        ReadError::TooLarge => AdminError::PayloadTooLarge,
-        ReadError::Io(e) => AdminError::BadRequest(format!("cannot read body: {e}")),
-    })?;
+async fn json_body<T: DeserializeOwned>(app: &App, body: Incoming) -> Result<T, AdminError> {
+    let deadline = app.config.upstream.body_read_timeout;
+    let bytes: Bytes = read_limited(body, MAX_BODY, deadline)
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge => AdminError::PayloadTooLarge,
+            ReadError::TimedOut => AdminError::RequestTimeout,
+            ReadError::Io(e) => AdminError::BadRequest(format!("cannot read body: {e}")),
+        })?;
     serde_json::from_slice(&bytes)
         .map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")))
 }

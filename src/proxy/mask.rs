@@ -16,7 +16,7 @@ use http::HeaderValue;
 use http_body::{Body, Frame, SizeHint};
 use memchr::memmem;
 
-use crate::body::BoxError;
+use crate::error::BoxError;
 
 /// A key's secret and its masked form. Its `Debug` shows only the masked form.
 pub struct Secret {

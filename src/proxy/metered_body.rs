@@ -15,7 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 
-use crate::body::BoxError;
+use crate::error::BoxError;
 use crate::metering::recorder::Recorder;
 use crate::metering::settle::{Finished, Observed};
 use crate::metering::usage::{self, StreamMeter};
