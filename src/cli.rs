@@ -107,18 +107,18 @@ pub fn execute(command: Command) -> Result<(), CliError> {
                 .map_err(|e| CliError::Server(e.to_string()))
         }
         Action::RootToken => {
-            let store = Store::open(&config.database)?;
+            let store = Store::open_existing(&config.database)?;
             println!("{}", root(&store)?.token);
             Ok(())
         }
         Action::ResetRoot => {
-            let store = Store::open(&config.database)?;
+            let store = Store::open_existing(&config.database)?;
             root(&store)?;
             println!("{}", store.reset_token(ROOT_ID, None)?.token);
             Ok(())
         }
         Action::ExportUsers(file) => {
-            let store = Store::open(&config.database)?;
+            let store = Store::open_existing(&config.database)?;
             let users = store.list_users(true)?;
             let text =
                 serde_json::to_string_pretty(&users).map_err(|e| CliError::File(e.to_string()))?;

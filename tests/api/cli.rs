@@ -102,6 +102,7 @@ fn printed(r: &Run) -> String {
 fn root_token_before_init_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
+    Store::open(&dir.path().join("catgate.db")).unwrap();
     let r = cli(&config, &["root-token"]);
     assert!(!r.ok(), "exit {:?}", r.code);
     assert!(r.code.is_some(), "killed by a signal: {}", r.stderr);
@@ -352,4 +353,51 @@ fn the_server_creates_its_database_files_owner_only() {
     let _ = child.wait();
     assert_eq!(modes.len(), 3, "{modes:?}");
     assert!(modes.iter().all(|(_, m)| *m == 0o600), "{modes:?}");
+}
+
+#[test]
+fn commands_on_existing_users_never_create_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let db = dir.path().join("catgate.db");
+    let export = dir.path().join("users.json");
+    for args in [
+        &["root-token"][..],
+        &["reset-root"][..],
+        &["users", "export", export.to_str().unwrap()][..],
+    ] {
+        let r = cli(&config, args);
+        assert!(!r.ok(), "{args:?}: exit {:?}", r.code);
+        assert!(r.code.is_some(), "killed by a signal: {}", r.stderr);
+        assert_eq!(r.stdout, "", "{args:?}");
+        let want = format!("no database at {}", db.display());
+        assert!(r.stderr.contains(&want), "{args:?}: {}", r.stderr);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["config.toml"], "{args:?}");
+    }
+}
+
+#[test]
+fn an_unusable_database_path_stops_the_server_at_once_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("a-folder")).unwrap();
+    let config = write_config(dir.path(), "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("catgate.db", "a-folder");
+    std::fs::write(&config, text).unwrap();
+    let started = Instant::now();
+    let r = cli(&config, &["serve"]);
+    let took = started.elapsed();
+    assert!(!r.ok(), "exit {:?}", r.code);
+    assert!(r.code.is_some(), "killed by a signal: {}", r.stderr);
+    assert!(took < Duration::from_secs(3), "took {took:?}: {}", r.stderr);
+    let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{}", r.stderr);
+    assert!(lines[0].contains("cannot open database"), "{}", lines[0]);
+    assert!(lines[0].contains("a-folder"), "{}", lines[0]);
 }
