@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::auth::{bearer_token, Caller};
 use crate::body::{read_limited, ReadError, ResponseBody};
 use crate::error::AdminError;
-use crate::state::App;
+use crate::state::{App, AppState};
 
 /// Largest admin request body.
 const MAX_BODY: usize = 1024 * 1024;
@@ -31,6 +31,8 @@ async fn dispatch(app: App, req: Request<Incoming>) -> Result<Response<ResponseB
     let path = req.uri().path().trim_end_matches('/').to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let segments: Vec<&str> = path.split('/').skip(2).collect();
+    // A token the CLI just reset must fail on the very next request, not a tick later.
+    AppState::blocking(&app, |s| s.refresh_if_changed_blocking()).await?;
     if segments == ["users", "init"] {
         return match method {
             Method::POST => users::init(&app).await,
@@ -38,9 +40,10 @@ async fn dispatch(app: App, req: Request<Incoming>) -> Result<Response<ResponseB
         };
     }
     let caller = authenticate(&app, &req)?;
+    let presented = bearer_token(req.headers()).unwrap_or_default().to_string();
     let body = req.into_body();
     match (method, segments.as_slice()) {
-        (Method::GET, ["me"]) => users::me(&app, caller).await,
+        (Method::GET, ["me"]) => users::me(&app, caller, presented).await,
         (Method::GET, ["me", "usages"]) => usages::mine(&app, caller, &query).await,
         (Method::GET, ["users"]) => users::list(&app, root(caller)?, &query).await,
         (Method::POST, ["users"]) => {

@@ -7,8 +7,10 @@
 pub mod keys;
 pub mod usage;
 pub mod users;
+mod watch;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
@@ -52,6 +54,7 @@ pub enum OpenMode {
 #[derive(Clone)]
 pub struct Store {
     pool: r2d2::Pool<SqliteConnectionManager>,
+    watch: Arc<watch::ChangeWatch>,
 }
 
 impl Store {
@@ -87,11 +90,22 @@ impl Store {
             .with_flags(flags)
             .with_init(|c| prepare(c));
         let pool = r2d2::Pool::builder().max_size(8).build(manager)?;
-        Ok(Store { pool })
+        let watch = Arc::new(watch::ChangeWatch::new(first)?);
+        Ok(Store { pool, watch })
     }
 
     pub fn conn(&self) -> Result<Conn, StoreError> {
         Ok(self.pool.get()?)
+    }
+
+    /// Runs `reload` if any other connection (another process, or this one's pool) committed
+    /// since the last reload through this method; see `watch.rs`. Concurrent callers wait for
+    /// the running reload.
+    pub fn reload_if_changed(
+        &self,
+        reload: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<bool, StoreError> {
+        self.watch.reload_if_changed(reload)
     }
 
     /// Checkpoints the WAL into the main file; called once on shutdown.

@@ -401,3 +401,38 @@ fn an_unusable_database_path_stops_the_server_at_once_with_one_line() {
     assert!(lines[0].contains("cannot open database"), "{}", lines[0]);
     assert!(lines[0].contains("a-folder"), "{}", lines[0]);
 }
+
+#[tokio::test]
+async fn a_token_reset_by_the_cli_applies_before_the_next_request() {
+    let app = spawn_app().await;
+    let first = app.init_root().await;
+    app.add_key(&first, "key1", "sk-1").await;
+    let config = write_config(app.dir.path(), "");
+    let reset = || {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || printed(&cli(&config, &["reset-root"])))
+    };
+    let chat = |token: String| {
+        let req = app
+            .http
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(token)
+            .body(r#"{"model":"gpt-4o-mini","messages":[]}"#);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+
+    // /1 checks the database on every request: the very next one sees the reset.
+    let second = reset().await.unwrap();
+    app.expect_get("/1/me", &first, 401, json!({"error": "Unauthorized"}))
+        .await;
+    let (status, me) = app.get("/1/me", &second).await;
+    assert_eq!((status, me["token"].as_str()), (200, Some(second.as_str())));
+
+    // /v1 checks every 100 ms, without any /1 request in between.
+    let third = reset().await.unwrap();
+    tokio::time::sleep(catgate::state::REFRESH_EVERY * 3).await;
+    assert_eq!(chat(second.clone()).await, 401);
+    assert_eq!(chat(third.clone()).await, 200);
+    let (status, me) = app.get("/1/me", &third).await;
+    assert_eq!((status, me["token"].as_str()), (200, Some(third.as_str())));
+}
