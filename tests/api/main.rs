@@ -9,6 +9,7 @@ mod body_timeout;
 mod cli;
 mod failover;
 mod helpers;
+mod properties;
 mod proxy;
 mod secrets;
 mod shutdown;
