@@ -1,20 +1,26 @@
-//! The one response body type: a whole buffer (admin answers, catgate-made errors) or an
-//! upstream body passing through the metering wrapper.
+//! Bodies: reading a client's request body (bounded in size and time), and the one response
+//! body type — a whole buffer (admin answers, catgate-made errors) or an upstream body passing
+//! through the metering wrapper.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 
+use crate::error::BoxError;
+use crate::proxy::mask::MaskedBody;
 use crate::proxy::metered_body::MeteredBody;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub enum ResponseBody {
     Full(Option<Bytes>),
     Metered(Box<MeteredBody>),
+    /// A metered non-2xx answer with the key's secret masked.
+    Masked(Box<MaskedBody<MeteredBody>>),
 }
 
 impl ResponseBody {
@@ -34,6 +40,7 @@ impl Body for ResponseBody {
         match self.get_mut() {
             ResponseBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Metered(m) => Pin::new(m.as_mut()).poll_frame(cx),
+            ResponseBody::Masked(m) => Pin::new(m.as_mut()).poll_frame(cx),
         }
     }
 
@@ -41,6 +48,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Full(b) => b.is_none(),
             ResponseBody::Metered(m) => m.is_end_stream(),
+            ResponseBody::Masked(m) => m.is_end_stream(),
         }
     }
 
@@ -49,6 +57,7 @@ impl Body for ResponseBody {
             ResponseBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ResponseBody::Full(None) => SizeHint::with_exact(0),
             ResponseBody::Metered(m) => m.size_hint(),
+            ResponseBody::Masked(m) => m.size_hint(),
         }
     }
 }
@@ -74,4 +83,66 @@ pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Resp
             br#"{"error":"internal error"}"#.to_vec(),
         ),
     }
+}
+
+#[derive(Debug)]
+pub enum ReadError {
+    TooLarge,
+    /// The whole body did not arrive before the deadline.
+    TimedOut,
+    Io(String),
+}
+
+/// Reads a whole request body of at most `limit` bytes within `deadline` (from now). A body
+/// that arrives in one frame (the common case for JSON requests) is returned without a copy.
+///
+/// The deadline bounds the whole body, not each frame: a client trickling a byte at a time
+/// must not hold a connection and a buffer for ever.
+pub async fn read_limited(
+    body: Incoming,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, ReadError> {
+    tokio::time::timeout(deadline, read_all(body, limit))
+        .await
+        .unwrap_or(Err(ReadError::TimedOut))
+}
+
+async fn read_all(mut body: Incoming, limit: usize) -> Result<Bytes, ReadError> {
+    let hint = body.size_hint();
+    if hint.lower() > limit as u64 {
+        return Err(ReadError::TooLarge);
+    }
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ReadError::Io(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        // `rest`, once started, already holds `first`.
+        let so_far = match (&first, &rest) {
+            (_, Some(buf)) => buf.len(),
+            (Some(f), None) => f.len(),
+            (None, None) => 0,
+        };
+        if so_far + data.len() > limit {
+            return Err(ReadError::TooLarge);
+        }
+        match (&mut first, &mut rest) {
+            (None, _) => first = Some(data),
+            (Some(f), None) => {
+                let capacity = (hint.lower() as usize).clamp(f.len() + data.len(), limit);
+                let mut buf = BytesMut::with_capacity(capacity);
+                buf.extend_from_slice(f);
+                buf.extend_from_slice(&data);
+                rest = Some(buf);
+            }
+            (Some(_), Some(buf)) => buf.extend_from_slice(&data),
+        }
+    }
+    Ok(match rest {
+        Some(buf) => buf.freeze(),
+        None => first.unwrap_or_default(),
+    })
 }

@@ -173,22 +173,22 @@ pub fn execute(command: Command) -> Result<(), CliError> {
                 .map_err(|e| CliError::Server(e.to_string()))
         }
         Action::RootToken => {
-            let store = Store::open(&config.database)?;
+            let store = Store::open_existing(&config.database)?;
             println!("{}", root(&store)?.token);
             Ok(())
         }
         Action::ResetRoot => {
-            let store = Store::open(&config.database)?;
+            let store = Store::open_existing(&config.database)?;
             root(&store)?;
             println!("{}", store.reset_token(ROOT_ID, None)?.token);
             Ok(())
         }
         Action::ExportUsers(file) => {
-            let store = Store::open(&config.database)?;
+            let store = Store::open_existing(&config.database)?;
             let users = store.list_users(true)?;
             let text =
                 serde_json::to_string_pretty(&users).map_err(|e| CliError::File(e.to_string()))?;
-            std::fs::write(&file, text + "\n")
+            write_private(&file, (text + "\n").as_bytes())
                 .map_err(|e| CliError::File(format!("cannot write {}: {e}", file.display())))?;
             eprintln!("exported {} users to {}", users.len(), file.display());
             Ok(())
@@ -265,6 +265,22 @@ fn reprice_one(
         &usage,
         r.usage_source,
     )
+}
+
+/// Writes `file` readable by its owner only, whatever the umask, also when it existed: an
+/// export holds every user's token.
+fn write_private(file: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(file)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 fn root(store: &Store) -> Result<User, CliError> {

@@ -43,6 +43,8 @@ pub struct UpstreamConfig {
     pub cooldown_auth: Duration,
     /// Largest request body accepted on `/v1` (audio uploads are the big ones).
     pub max_request_bytes: usize,
+    /// Time a client has to send its whole request body (`/v1` and `/1`).
+    pub body_read_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +108,7 @@ struct RawUpstream {
     cooldown_5xx_secs: Option<f64>,
     cooldown_auth_secs: Option<f64>,
     max_request_bytes: Option<usize>,
+    body_read_timeout_secs: Option<f64>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -261,6 +264,7 @@ fn upstream(raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
         cooldown_5xx: secs("cooldown_5xx_secs", raw.cooldown_5xx_secs, 10.0)?,
         cooldown_auth: secs("cooldown_auth_secs", raw.cooldown_auth_secs, 600.0)?,
         max_request_bytes: raw.max_request_bytes.unwrap_or(64 * 1024 * 1024),
+        body_read_timeout: secs("body_read_timeout_secs", raw.body_read_timeout_secs, 60.0)?,
     })
 }
 
@@ -317,6 +321,11 @@ mod tests {
         assert!(e.contains("lisen"), "{e}");
         let e = parse("[upstream]\ntimeout = 3").unwrap_err().to_string();
         assert!(e.contains("timeout"), "{e}");
+        let e = parse("[upstream]\nbody_read_timeout_secs = 0").unwrap_err();
+        assert!(
+            e.to_string().contains("upstream.body_read_timeout_secs"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -360,6 +369,8 @@ mod tests {
         assert_eq!(c.database, d.database);
         assert_eq!(c.upstream.cooldown_auth, d.upstream.cooldown_auth);
         assert_eq!(c.upstream.max_request_bytes, d.upstream.max_request_bytes);
+        assert_eq!(c.upstream.body_read_timeout, d.upstream.body_read_timeout);
+        assert_eq!(d.upstream.body_read_timeout, Duration::from_secs(60));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Edge errors. `/1` answers `{"error": "..."}`; `/v1` answers in OpenAI's error shape so SDKs
 //! raise their typed exceptions. Each maps to a status in exactly one place.
 
-use http::{Response, StatusCode};
+use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::json;
 
 use crate::body::{json as json_body, ResponseBody};
 use crate::store::StoreError;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -21,6 +23,8 @@ pub enum AdminError {
     Conflict(String),
     #[error("request body too large")]
     PayloadTooLarge,
+    #[error("request body not received in time")]
+    RequestTimeout,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("internal error")]
@@ -36,6 +40,7 @@ impl AdminError {
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AdminError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             AdminError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AdminError::Internal(detail) => {
                 // The detail goes to the log only; the client sees no internals.
@@ -43,7 +48,8 @@ impl AdminError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        json_body(status, &json!({ "error": self.to_string() }))
+        let resp = json_body(status, &json!({ "error": self.to_string() }));
+        close_if_timed_out(resp)
     }
 }
 
@@ -64,8 +70,12 @@ pub enum ProxyError {
     InvalidApiKey,
     #[error("{0}")]
     BadRequest(String),
+    #[error("Invalid request path: dot segments and backslashes are not allowed.")]
+    InvalidPath,
     #[error("Request body is larger than {0} bytes.")]
     PayloadTooLarge(usize),
+    #[error("The request body was not received in time.")]
+    RequestTimeout,
     #[error("Unknown route {0}.")]
     NotFound(String),
     #[error("No upstream key can serve this request; ask your admin to add one.")]
@@ -91,10 +101,20 @@ impl ProxyError {
                 "invalid_request_error",
                 "invalid_request",
             ),
+            ProxyError::InvalidPath => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_path",
+            ),
             ProxyError::PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
                 "request_too_large",
+            ),
+            ProxyError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                "request_timeout",
             ),
             ProxyError::NotFound(_) => (
                 StatusCode::NOT_FOUND,
@@ -123,8 +143,21 @@ impl ProxyError {
                 )
             }
         };
-        json_body(status, &openai_error(&self.to_string(), kind, code))
+        close_if_timed_out(json_body(
+            status,
+            &openai_error(&self.to_string(), kind, code),
+        ))
     }
+}
+
+/// A 408 closes the connection: the rest of the stalled body would otherwise be read as the
+/// next request.
+fn close_if_timed_out(mut resp: Response<ResponseBody>) -> Response<ResponseBody> {
+    if resp.status() == StatusCode::REQUEST_TIMEOUT {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// OpenAI's error body.

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -23,8 +24,9 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     // A client that never finishes its request head must not hold a connection forever.
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(std::time::Duration::from_secs(30));
+        .header_read_timeout(Duration::from_secs(30));
     let graceful = GracefulShutdown::new();
+    let mut accept_errors = AcceptErrors::default();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
@@ -32,9 +34,11 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
                 let stream = match accepted {
                     Ok((stream, _)) => stream,
                     Err(e) => {
+                        if let Some(suppressed) = accept_errors.log_now(Instant::now()) {
+                            tracing::warn!(error = %e, suppressed, "accept failed");
+                        }
                         // Usually EMFILE: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
@@ -72,6 +76,30 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     );
 }
 
+/// Accept errors come in storms (EMFILE lasts as long as the load that caused it): at most one
+/// log line per second, each saying how many errors went unlogged before it.
+#[derive(Default)]
+struct AcceptErrors {
+    last_logged: Option<Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrors {
+    /// For an error at `now`: `Some(errors left unlogged since the last line)` if this one
+    /// should be logged, else `None` (and it is counted).
+    fn log_now(&mut self, now: Instant) -> Option<u64> {
+        let recent = self
+            .last_logged
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1));
+        if recent {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last_logged = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -91,5 +119,25 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_log_once_a_second_with_the_count_left_out() {
+        let mut errors = AcceptErrors::default();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert_eq!(errors.log_now(at(0)), Some(0));
+        for ms in (50..1000).step_by(50) {
+            assert_eq!(errors.log_now(at(ms)), None, "{ms} ms");
+        }
+        assert_eq!(errors.log_now(at(1000)), Some(19));
+        assert_eq!(errors.log_now(at(1500)), None);
+        assert_eq!(errors.log_now(at(5000)), Some(1));
+        assert_eq!(errors.log_now(at(5001)), None);
     }
 }

@@ -13,7 +13,7 @@ use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot open database: {0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Client(#[from] crate::proxy::client::ClientError),
@@ -34,6 +34,9 @@ pub struct AppState {
 }
 
 pub type App = Arc<AppState>;
+
+/// How often `/v1`'s caches are checked against the database.
+pub const REFRESH_EVERY: Duration = Duration::from_millis(100);
 
 impl AppState {
     /// Opens the store, loads users and keys, starts the recorder.
@@ -86,22 +89,30 @@ impl AppState {
         Ok(())
     }
 
-    /// Picks up changes made by another process (the CLI) within a few seconds.
+    /// Reloads users and keys if the database changed since the last reload (the CLI reset a
+    /// token, another process added a key). Returns only once the caches are current, also
+    /// when another caller's reload was running.
+    pub fn refresh_if_changed_blocking(&self) -> Result<bool, StoreError> {
+        self.store.reload_if_changed(|| {
+            self.reload_users_blocking()?;
+            self.reload_keys_blocking()
+        })
+    }
+
+    /// Picks up changes made by another process within [`REFRESH_EVERY`] for `/v1`, where a
+    /// check per request would cost a blocking-pool hop; `/1` checks on every request.
     pub fn spawn_refresh(app: &App) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(app);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(3));
-            tick.tick().await;
+            let mut tick = tokio::time::interval(REFRESH_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 let Some(app) = weak.upgrade() else { break };
-                let refreshed = tokio::task::spawn_blocking(move || {
-                    app.reload_users_blocking()?;
-                    app.reload_keys_blocking()
-                })
-                .await;
+                let refreshed =
+                    tokio::task::spawn_blocking(move || app.refresh_if_changed_blocking()).await;
                 if let Ok(Err(e)) = refreshed {
-                    tracing::warn!(error = %e, "periodic reload of users and keys failed");
+                    tracing::warn!(error = %e, "reload of users and keys failed");
                 }
             }
         })

@@ -11,10 +11,9 @@ use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{bearer_token, Caller};
-use crate::body::ResponseBody;
+use crate::body::{read_limited, ReadError, ResponseBody};
 use crate::error::AdminError;
-use crate::router::{read_limited, ReadError};
-use crate::state::App;
+use crate::state::{App, AppState};
 
 /// Largest admin request body.
 const MAX_BODY: usize = 1024 * 1024;
@@ -32,6 +31,8 @@ async fn dispatch(app: App, req: Request<Incoming>) -> Result<Response<ResponseB
     let path = req.uri().path().trim_end_matches('/').to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let segments: Vec<&str> = path.split('/').skip(2).collect();
+    // A token the CLI just reset must fail on the very next request, not a tick later.
+    AppState::blocking(&app, |s| s.refresh_if_changed_blocking()).await?;
     if segments == ["users", "init"] {
         return match method {
             Method::POST => users::init(&app).await,
@@ -39,9 +40,10 @@ async fn dispatch(app: App, req: Request<Incoming>) -> Result<Response<ResponseB
         };
     }
     let caller = authenticate(&app, &req)?;
+    let presented = bearer_token(req.headers()).unwrap_or_default().to_string();
     let body = req.into_body();
     match (method, segments.as_slice()) {
-        (Method::GET, ["me"]) => users::me(&app, caller).await,
+        (Method::GET, ["me"]) => users::me(&app, caller, presented).await,
         (Method::GET, ["me", "usages"]) => usages::mine(&app, caller, &query).await,
         (Method::GET, ["me", "usages", "detail"]) => {
             usages::detail(&app, Some(caller.user_id), &query).await
@@ -49,7 +51,7 @@ async fn dispatch(app: App, req: Request<Incoming>) -> Result<Response<ResponseB
         (Method::GET, ["users"]) => users::list(&app, root(caller)?, &query).await,
         (Method::POST, ["users"]) => {
             root(caller)?;
-            users::add(&app, json_body(body).await?).await
+            users::add(&app, json_body(&app, body).await?).await
         }
         (Method::DELETE, ["users", id]) => users::delete(&app, root(caller)?, parse_id(id)?).await,
         (Method::POST, ["users", id, "reset"]) => {
@@ -58,7 +60,7 @@ async fn dispatch(app: App, req: Request<Incoming>) -> Result<Response<ResponseB
         (Method::GET, ["keys"]) => keys::list(&app, root(caller)?).await,
         (Method::POST, ["keys"]) => {
             root(caller)?;
-            keys::add(&app, json_body(body).await?).await
+            keys::add(&app, json_body(&app, body).await?).await
         }
         (Method::DELETE, ["keys", id]) => keys::delete(&app, root(caller)?, parse_id(id)?).await,
         (Method::GET, ["usages"]) => usages::all(&app, root(caller)?, &query).await,
@@ -99,11 +101,15 @@ fn parse_id(text: &str) -> Result<i64, AdminError> {
         .ok_or_else(|| AdminError::BadRequest(format!("invalid id `{text}`")))
 }
 
-async fn json_body<T: DeserializeOwned>(body: Incoming) -> Result<T, AdminError> {
-    let bytes: Bytes = read_limited(body, MAX_BODY).await.map_err(|e| match e {
-        ReadError::TooLarge => AdminError::PayloadTooLarge,
-        ReadError::Io(e) => AdminError::BadRequest(format!("cannot read body: {e}")),
-    })?;
+async fn json_body<T: DeserializeOwned>(app: &App, body: Incoming) -> Result<T, AdminError> {
+    let deadline = app.config.upstream.body_read_timeout;
+    let bytes: Bytes = read_limited(body, MAX_BODY, deadline)
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge => AdminError::PayloadTooLarge,
+            ReadError::TimedOut => AdminError::RequestTimeout,
+            ReadError::Io(e) => AdminError::BadRequest(format!("cannot read body: {e}")),
+        })?;
     serde_json::from_slice(&bytes)
         .map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")))
 }

@@ -3,6 +3,7 @@
 use http::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
 use super::query_param;
 use crate::auth::Caller;
@@ -28,8 +29,18 @@ pub async fn init(app: &App) -> Answer {
     }
 }
 
-pub async fn me(app: &App, caller: Caller) -> Answer {
-    let user = AppState::blocking(app, move |s| s.store.user(caller.user_id)).await?;
+/// The caller's user, only if it still holds the token presented: the index it was found in
+/// may be a moment older than the database, and `/1/me` must never hand out another token.
+pub async fn me(app: &App, caller: Caller, presented: String) -> Answer {
+    let user = match AppState::blocking(app, move |s| s.store.user(caller.user_id)).await {
+        Ok(user) => user,
+        Err(crate::store::StoreError::NotFound) => return Err(AdminError::Unauthorized),
+        Err(e) => return Err(e.into()),
+    };
+    let same = bool::from(user.token.as_bytes().ct_eq(presented.as_bytes()));
+    if user.is_delete || !same {
+        return Err(AdminError::Unauthorized);
+    }
     Ok(json(StatusCode::OK, &user))
 }
 

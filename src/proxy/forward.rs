@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 
 use super::endpoint;
 use super::keys::{Eligible, PoolKey};
+use super::mask::{self, MaskedBody};
 use super::metered_body::{MeteredBody, Mode};
 use super::request::{with_include_usage, Inspected};
 use crate::body::ResponseBody;
@@ -137,7 +138,7 @@ pub async fn send(
             }
         }
     }
-    let (Some((attempt, _)), Some(mut finished)) = (last, in_flight.record.take()) else {
+    let (Some((attempt, key)), Some(mut finished)) = (last, in_flight.record.take()) else {
         return Err(ProxyError::NoUpstreamKey);
     };
     match attempt {
@@ -153,7 +154,7 @@ pub async fn send(
             let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
             Err(e)
         }
-        Attempt::Answer(resp) => Ok(respond(app, resp, finished, &out, started)),
+        Attempt::Answer(resp) => Ok(respond(app, resp, finished, &out, started, &key)),
     }
 }
 
@@ -285,6 +286,7 @@ fn respond(
     mut finished: Finished,
     out: &Outbound,
     started: Instant,
+    key: &PoolKey,
 ) -> Response<ResponseBody> {
     let status = resp.status();
     finished.status = status.as_u16();
@@ -310,7 +312,9 @@ fn respond(
     let mut headers = HeaderMap::with_capacity(parts.headers.len());
     for (name, value) in &parts.headers {
         if keep_response_header(name) {
-            headers.append(name.clone(), value.clone());
+            if let Some(value) = mask::header(value, key.secret()) {
+                headers.append(name.clone(), value);
+            }
         }
     }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -324,7 +328,13 @@ fn respond(
         started,
         app.config.upstream.idle_timeout,
     );
-    let mut response = Response::new(ResponseBody::Metered(Box::new(body)));
+    // Upstream error bodies quote the rejected key.
+    let body = if status.is_success() {
+        ResponseBody::Metered(Box::new(body))
+    } else {
+        ResponseBody::Masked(Box::new(MaskedBody::new(body, key.secret().clone())))
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response

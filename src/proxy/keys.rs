@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use http::{header, HeaderName, HeaderValue};
 
 use crate::proxy::endpoint;
+use crate::proxy::mask::Secret;
 use crate::store::keys::{ApiType, Key};
 
 /// Health shared by all snapshots of one key id.
@@ -31,6 +32,8 @@ pub struct PoolKey {
     /// The ready credential header (`authorization: Bearer …` or Azure's `api-key`), marked
     /// sensitive. Built once per reload; never logged.
     auth: (HeaderName, HeaderValue),
+    /// For masking the secret wherever an upstream answer quotes it.
+    secret: Arc<Secret>,
     health: Arc<KeyHealth>,
 }
 
@@ -38,6 +41,10 @@ impl PoolKey {
     /// The credential header for upstream requests; only the request builder reads it.
     pub fn auth_header(&self) -> (HeaderName, HeaderValue) {
         self.auth.clone()
+    }
+
+    pub fn secret(&self) -> &Arc<Secret> {
+        &self.secret
     }
 }
 
@@ -112,6 +119,7 @@ impl KeyPool {
                     api_type: k.api_type,
                     base_url,
                     auth,
+                    secret: Arc::new(Secret::new(&k.key)),
                     health: h,
                 }))
             })

@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 use tokio::time::Sleep;
 
 use super::json_keep::JsonKeep;
-use crate::body::BoxError;
+use crate::error::BoxError;
 use crate::metering::recorder::Recorder;
 use crate::metering::settle::{Finished, Observed};
 use crate::metering::stream_meter::StreamMeter;

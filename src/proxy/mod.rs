@@ -5,7 +5,9 @@ pub mod endpoint;
 pub mod forward;
 pub mod json_keep;
 pub mod keys;
+pub mod mask;
 pub mod metered_body;
+pub mod path;
 pub mod request;
 
 use http::{Method, Request, Response, StatusCode};
@@ -13,9 +15,8 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::auth::bearer_token;
-use crate::body::{json as json_body, ResponseBody};
+use crate::body::{json as json_body, read_limited, ReadError, ResponseBody};
 use crate::error::ProxyError;
-use crate::router::{read_limited, ReadError};
 use crate::state::App;
 use crate::store::keys::ApiType;
 
@@ -33,15 +34,24 @@ fn streams_usage(path: &str) -> bool {
 }
 
 async fn proxy(app: &App, req: Request<Incoming>) -> Result<Response<ResponseBody>, ProxyError> {
+    if !path::is_safe(req.uri().path()) {
+        return Err(ProxyError::InvalidPath);
+    }
     let caller = bearer_token(req.headers())
         .and_then(|t| app.tokens.lookup(t))
         .ok_or(ProxyError::InvalidApiKey)?;
     let (parts, body) = req.into_parts();
     let limit = app.config.upstream.max_request_bytes;
-    let body = read_limited(body, limit).await.map_err(|e| match e {
-        ReadError::TooLarge => ProxyError::PayloadTooLarge(limit),
-        ReadError::Io(m) => ProxyError::BadRequest(format!("Could not read the request body: {m}")),
-    })?;
+    let deadline = app.config.upstream.body_read_timeout;
+    let body = read_limited(body, limit, deadline)
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge => ProxyError::PayloadTooLarge(limit),
+            ReadError::TimedOut => ProxyError::RequestTimeout,
+            ReadError::Io(m) => {
+                ProxyError::BadRequest(format!("Could not read the request body: {m}"))
+            }
+        })?;
     let path = parts.uri.path().to_string();
     let azure_only = !app.keys.has_key(ApiType::OpenAi) && app.keys.has_key(ApiType::Azure);
     if parts.method == Method::GET && path == "/v1/models" && azure_only {

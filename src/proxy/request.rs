@@ -1,7 +1,7 @@
 //! What the proxy needs to know about a client's request body, and the one rewrite it may
 //! make: asking for `stream_options.include_usage` on streaming (chat) completions.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -50,48 +50,79 @@ pub fn inspect(body: &[u8]) -> Inspected {
 }
 
 /// The body with `stream_options.include_usage = true`, every other byte as sent. Without a
-/// `stream_options` key the field is spliced in after the opening brace; otherwise only the
-/// bytes of its value are replaced (an object keeps its other options; `null` or any other
-/// value becomes `{"include_usage":true}`).
+/// `stream_options` key the member is spliced in after the opening brace; an object value gets
+/// `include_usage` the same way, or just the bytes of its existing `include_usage` value
+/// replaced (its other options keep their bytes and order); `null` or any other value becomes
+/// `{"include_usage":true}`. `None` (forward unchanged) unless the body is a JSON object.
 pub fn with_include_usage(body: &Bytes) -> Option<Bytes> {
     #[derive(Deserialize)]
-    struct Raw<'a> {
+    struct Top<'a> {
         #[serde(borrow, default, deserialize_with = "present")]
         stream_options: Option<&'a RawValue>,
     }
-    /// `Some` for any value, `null` included (plain `Option` would turn `null` into `None`).
-    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-        <&RawValue>::deserialize(d).map(Some)
+    #[derive(Deserialize)]
+    struct Options<'a> {
+        #[serde(borrow, default, deserialize_with = "present")]
+        include_usage: Option<&'a RawValue>,
     }
-    let raw: Raw<'_> = serde_json::from_slice(body).ok()?;
-    let (start, end, value) = match raw.stream_options {
-        None => {
-            let open = body.iter().position(|b| *b == b'{')?;
-            (
-                open + 1,
-                open + 1,
-                r#""stream_options":{"include_usage":true},"#.to_string(),
-            )
-        }
-        Some(options) => {
-            let text = options.get();
-            let start = (text.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
-            let value =
-                match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text) {
-                    Ok(mut map) => {
-                        map.insert("include_usage".into(), serde_json::Value::Bool(true));
-                        serde_json::to_string(&map).ok()?
-                    }
-                    Err(_) => r#"{"include_usage":true}"#.to_string(),
-                };
-            (start, start + text.len(), value)
-        }
+    if !starts_object(body) {
+        return None;
+    }
+    let top: Top<'_> = serde_json::from_slice(body).ok()?;
+    let Some(options) = top.stream_options else {
+        let out = with_first_member(body, r#""stream_options":{"include_usage":true}"#)?;
+        return Some(Bytes::from(out));
     };
-    let mut out = BytesMut::with_capacity(body.len() + value.len());
-    out.extend_from_slice(body.get(..start)?);
-    out.extend_from_slice(value.as_bytes());
-    out.extend_from_slice(body.get(end..)?);
-    Some(out.freeze())
+    let options = options.get().as_bytes();
+    let parsed = starts_object(options)
+        .then(|| serde_json::from_slice::<Options<'_>>(options).ok())
+        .flatten();
+    let new_options = match parsed {
+        Some(Options {
+            include_usage: Some(old),
+        }) => replaced(options, old.get().as_bytes(), b"true")?,
+        Some(Options {
+            include_usage: None,
+        }) => with_first_member(options, r#""include_usage":true"#)?,
+        None => br#"{"include_usage":true}"#.to_vec(),
+    };
+    replaced(body, options, &new_options).map(Bytes::from)
+}
+
+/// `Some` for any value, `null` included (plain `Option` would turn `null` into `None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+fn starts_object(text: &[u8]) -> bool {
+    text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// The object `text` with `member` inserted before its first member.
+fn with_first_member(text: &[u8], member: &str) -> Option<Vec<u8>> {
+    let open = text.iter().position(|b| *b == b'{')?;
+    let rest = text.get(open + 1..)?;
+    // `{}` takes the member without the comma that would separate it from the next.
+    let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+    let mut out = Vec::with_capacity(text.len() + member.len() + 1);
+    out.extend_from_slice(text.get(..=open)?);
+    out.extend_from_slice(member.as_bytes());
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    Some(out)
+}
+
+/// `text` with `part` (a slice of it, as serde_json's borrowed `RawValue`s are) replaced.
+fn replaced(text: &[u8], part: &[u8], with: &[u8]) -> Option<Vec<u8>> {
+    let start = (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    let mut out = Vec::with_capacity(text.len() - part.len() + with.len());
+    out.extend_from_slice(text.get(..start)?);
+    out.extend_from_slice(with);
+    out.extend_from_slice(text.get(end..)?);
+    Some(out)
 }
 
 #[cfg(test)]
@@ -124,13 +155,33 @@ mod tests {
     }
 
     #[test]
+    fn splices_into_an_empty_object() {
+        let out = with_include_usage(&Bytes::from_static(b"{ }")).unwrap();
+        assert_eq!(&out[..], br#"{"stream_options":{"include_usage":true} }"#);
+    }
+
+    #[test]
     fn rewrites_existing_stream_options() {
         let body = Bytes::from_static(
             br#"{"model":"m","stream":true,"stream_options":{"include_usage":false}}"#,
         );
         let out = with_include_usage(&body).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["stream_options"]["include_usage"], true);
-        assert_eq!(v["model"], "m");
+        assert_eq!(
+            &out[..],
+            br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#
+        );
+        // Other options keep their bytes and order; `include_usage` is added first.
+        let body = Bytes::from_static(br#"{"stream_options":{"z":1.10,"a":[ 2 ]}}"#);
+        let out = with_include_usage(&body).unwrap();
+        assert_eq!(
+            &out[..],
+            br#"{"stream_options":{"include_usage":true,"z":1.10,"a":[ 2 ]}}"#
+        );
+        for other in [&b"null"[..], b"7", b"[true]", b"\"x\""] {
+            let body = [&br#"{"stream_options":"#[..], other, b"}"].concat();
+            let out = with_include_usage(&Bytes::from(body)).unwrap();
+            assert_eq!(&out[..], br#"{"stream_options":{"include_usage":true}}"#);
+        }
+        assert_eq!(with_include_usage(&Bytes::from_static(b"[{}]")), None);
     }
 }

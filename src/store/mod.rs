@@ -8,12 +8,15 @@ pub mod keys;
 pub mod report;
 pub mod usage;
 pub mod users;
+mod watch;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
+use rusqlite::{Connection, OpenFlags};
 use rust_decimal::Decimal;
 
 pub type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
@@ -24,6 +27,10 @@ pub enum StoreError {
     Conflict(&'static str),
     #[error("not found")]
     NotFound,
+    #[error("no database at {}; start catgate with this config to create it", .0.display())]
+    Missing(PathBuf),
+    #[error("cannot open database {}: {reason}", path.display())]
+    Open { path: PathBuf, reason: String },
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
     #[error("database pool error: {0}")]
@@ -44,46 +51,71 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// What opening does when the database file does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create it (and its folder): the server, `users import`.
+    Create,
+    /// Fail with [`StoreError::Missing`]: commands that read or change existing users must not
+    /// leave an empty database behind (a typo in `--config` would otherwise go unnoticed).
+    Existing,
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: r2d2::Pool<SqliteConnectionManager>,
+    watch: Arc<watch::ChangeWatch>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database file and brings the schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // A missing folder surfaces as SQLite's own "unable to open" error below.
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let manager = SqliteConnectionManager::file(path).with_init(|c| {
-            c.busy_timeout(Duration::from_secs(5))?;
-            c.execute_batch(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
-            )?;
-            register_functions(c)
-        });
+        Store::open_with(path, OpenMode::Create)
+    }
+
+    /// Opens an existing database file; [`StoreError::Missing`] if there is none.
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, OpenMode::Existing)
+    }
+
+    pub fn open_with(path: &Path, mode: OpenMode) -> Result<Store, StoreError> {
+        let flags = match mode {
+            OpenMode::Create => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    // A missing folder surfaces as SQLite's own "unable to open" error below.
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                OpenFlags::default()
+            }
+            OpenMode::Existing => OpenFlags::default() - OpenFlags::SQLITE_OPEN_CREATE,
+        };
+        // One connection first, migrated before the pool exists: an unusable path fails here
+        // at once with one error (the pool would retry and log for its 30 s timeout), and no
+        // pooled connection can race the switch to WAL on a fresh file ("database is locked").
+        let mut first = Connection::open_with_flags(path, flags)
+            .and_then(|c| prepare(&c).map(|()| c))
+            .map_err(|e| open_error(path, mode, e))?;
+        migrate(&mut first)?;
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(flags)
+            .with_init(|c| prepare(c));
         let pool = r2d2::Pool::builder().max_size(8).build(manager)?;
-        let store = Store { pool };
-        store.migrate()?;
-        Ok(store)
+        let watch = Arc::new(watch::ChangeWatch::new(first)?);
+        Ok(Store { pool, watch })
     }
 
     pub fn conn(&self) -> Result<Conn, StoreError> {
         Ok(self.pool.get()?)
     }
 
-    fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let version = usize::try_from(version).unwrap_or(0);
-        for (i, migrate) in MIGRATIONS.iter().enumerate().skip(version) {
-            migrate(&tx)?;
-            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
-        }
-        tx.commit()?;
-        Ok(())
+    /// Runs `reload` if any other connection (another process, or this one's pool) committed
+    /// since the last reload through this method; see `watch.rs`. Concurrent callers wait for
+    /// the running reload.
+    pub fn reload_if_changed(
+        &self,
+        reload: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<bool, StoreError> {
+        self.watch.reload_if_changed(reload)
     }
 
     /// Whether the database answers a query (`/readyz`).
@@ -98,6 +130,41 @@ impl Store {
             .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
         Ok(())
     }
+}
+
+/// Per-connection settings: every connection, pooled or not, gets the same.
+fn prepare(c: &Connection) -> rusqlite::Result<()> {
+    c.busy_timeout(Duration::from_secs(5))?;
+    c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
+    register_functions(c)
+}
+
+fn open_error(path: &Path, mode: OpenMode, e: rusqlite::Error) -> StoreError {
+    let cannot_open = e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen);
+    if cannot_open && mode == OpenMode::Existing && !path.exists() {
+        return StoreError::Missing(path.to_path_buf());
+    }
+    let reason = if path.is_dir() {
+        "it is a directory".to_string()
+    } else {
+        e.to_string()
+    };
+    StoreError::Open {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let version = usize::try_from(version).unwrap_or(0);
+    for (i, migrate) in MIGRATIONS.iter().enumerate().skip(version) {
+        migrate(&tx)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// Maps a unique-constraint violation to a conflict with `message`.
@@ -148,5 +215,41 @@ impl Aggregate<Decimal, String> for DecimalSum {
 
     fn finalize(&self, _: &mut Context<'_>, acc: Option<Decimal>) -> rusqlite::Result<String> {
         Ok(acc.unwrap_or(Decimal::ZERO).to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn unusable_paths_fail_at_once_with_one_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, "not a folder").unwrap();
+        for path in [dir.path().to_path_buf(), file.join("catgate.db")] {
+            let started = Instant::now();
+            let e = Store::open(&path).err().expect("opened an unusable path");
+            assert!(started.elapsed() < Duration::from_secs(1), "{e}");
+            let text = e.to_string();
+            assert!(text.contains(&path.display().to_string()), "{text}");
+            assert!(text.starts_with("cannot open database"), "{text}");
+        }
+    }
+
+    #[test]
+    fn open_existing_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catgate.db");
+        match Store::open_existing(&path) {
+            Err(StoreError::Missing(p)) => assert_eq!(p, path),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("opened a missing database"),
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        Store::open(&path).unwrap();
+        Store::open_existing(&path).unwrap();
     }
 }

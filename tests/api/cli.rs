@@ -102,6 +102,7 @@ fn printed(r: &Run) -> String {
 fn root_token_before_init_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
+    Store::open(&dir.path().join("catgate.db")).unwrap();
     let r = cli(&config, &["root-token"]);
     assert!(!r.ok(), "exit {:?}", r.code);
     assert!(r.code.is_some(), "killed by a signal: {}", r.stderr);
@@ -395,4 +396,143 @@ async fn reprice_recomputes_costs_after_a_price_fix() {
         json!([{"userId": 2, "totalUnit": 2000, "cost": "0.006000"}]),
     )
     .await;
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn users_export_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let store = Store::open(&dir.path().join("catgate.db")).unwrap();
+    store.init_root().unwrap().unwrap();
+    let fresh = dir.path().join("fresh.json");
+    // An existing world-readable file is tightened, not just written into.
+    let existing = dir.path().join("existing.json");
+    std::fs::write(&existing, "old").unwrap();
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for file in [&fresh, &existing] {
+        let r = cli(&config, &["users", "export", file.to_str().unwrap()]);
+        assert!(r.ok(), "exit {:?}: {}", r.code, r.stderr);
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+        let users: Vec<User> =
+            serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        assert_eq!(users.len(), 1);
+    }
+}
+
+#[test]
+fn the_server_creates_its_database_files_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_catgate"))
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env_remove("CATGATE_DATABASE")
+        .env_remove("CATGATE_LISTEN")
+        .env_remove("PORT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let files = ["catgate.db", "catgate.db-wal", "catgate.db-shm"].map(|f| dir.path().join(f));
+    let started = Instant::now();
+    while !files.iter().all(|f| f.exists()) && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let modes: Vec<(String, u32)> = files
+        .iter()
+        .filter(|f| f.exists())
+        .map(|f| (f.display().to_string(), mode(f)))
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(modes.len(), 3, "{modes:?}");
+    assert!(modes.iter().all(|(_, m)| *m == 0o600), "{modes:?}");
+}
+
+#[test]
+fn commands_on_existing_users_never_create_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let db = dir.path().join("catgate.db");
+    let export = dir.path().join("users.json");
+    for args in [
+        &["root-token"][..],
+        &["reset-root"][..],
+        &["users", "export", export.to_str().unwrap()][..],
+    ] {
+        let r = cli(&config, args);
+        assert!(!r.ok(), "{args:?}: exit {:?}", r.code);
+        assert!(r.code.is_some(), "killed by a signal: {}", r.stderr);
+        assert_eq!(r.stdout, "", "{args:?}");
+        let want = format!("no database at {}", db.display());
+        assert!(r.stderr.contains(&want), "{args:?}: {}", r.stderr);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["config.toml"], "{args:?}");
+    }
+}
+
+#[test]
+fn an_unusable_database_path_stops_the_server_at_once_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("a-folder")).unwrap();
+    let config = write_config(dir.path(), "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("catgate.db", "a-folder");
+    std::fs::write(&config, text).unwrap();
+    let started = Instant::now();
+    let r = cli(&config, &["serve"]);
+    let took = started.elapsed();
+    assert!(!r.ok(), "exit {:?}", r.code);
+    assert!(r.code.is_some(), "killed by a signal: {}", r.stderr);
+    assert!(took < Duration::from_secs(3), "took {took:?}: {}", r.stderr);
+    let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{}", r.stderr);
+    assert!(lines[0].contains("cannot open database"), "{}", lines[0]);
+    assert!(lines[0].contains("a-folder"), "{}", lines[0]);
+}
+
+#[tokio::test]
+async fn a_token_reset_by_the_cli_applies_before_the_next_request() {
+    let app = spawn_app().await;
+    let first = app.init_root().await;
+    app.add_key(&first, "key1", "sk-1").await;
+    let config = write_config(app.dir.path(), "");
+    let reset = || {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || printed(&cli(&config, &["reset-root"])))
+    };
+    let chat = |token: String| {
+        let req = app
+            .http
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(token)
+            .body(r#"{"model":"gpt-4o-mini","messages":[]}"#);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+
+    // /1 checks the database on every request: the very next one sees the reset.
+    let second = reset().await.unwrap();
+    app.expect_get("/1/me", &first, 401, json!({"error": "Unauthorized"}))
+        .await;
+    let (status, me) = app.get("/1/me", &second).await;
+    assert_eq!((status, me["token"].as_str()), (200, Some(second.as_str())));
+
+    // /v1 checks every 100 ms, without any /1 request in between.
+    let third = reset().await.unwrap();
+    tokio::time::sleep(catgate::state::REFRESH_EVERY * 3).await;
+    assert_eq!(chat(second.clone()).await, 401);
+    assert_eq!(chat(third.clone()).await, 200);
+    let (status, me) = app.get("/1/me", &third).await;
+    assert_eq!((status, me["token"].as_str()), (200, Some(third.as_str())));
 }

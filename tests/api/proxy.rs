@@ -337,3 +337,42 @@ async fn client_leaving_before_the_answer_still_leaves_one_audit_row() {
         "the upstream did see the request"
     );
 }
+
+#[tokio::test]
+async fn paths_that_could_normalise_elsewhere_are_400_and_never_forwarded() {
+    let app = spawn_app().await;
+    let (_, member) = app.with_team(1).await;
+    let invalid_path = json!({"error": {
+        "message": "Invalid request path: dot segments and backslashes are not allowed.",
+        "type": "invalid_request_error", "param": null, "code": "invalid_path"}});
+    for path in [
+        "/v1/../x",
+        "/v1/./models",
+        "/v1/chat/..",
+        "/v1/%2e%2e/x",
+        "/v1/%2E./x",
+        "/v1/.%2e/x",
+        "/v1/%2e/models",
+        "/v1/..%2fx",
+        "/v1/x%2f..",
+        "/v1/files/a%2f%2e%2e%2fb",
+        "/v1/a\\b",
+        "/v1/a%5cb",
+        "/v1/a%5Cb",
+    ] {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nhost: catgate\r\nauthorization: Bearer {member}\r\nconnection: close\r\n\r\n"
+        );
+        let resp = raw_request(app.addr, request.as_bytes()).await;
+        assert_eq!((resp.status, &resp.body), (400, &invalid_path), "{path}");
+    }
+    assert!(app.mock.received().is_empty(), "{:?}", app.mock.received());
+
+    // Dots inside a name and an encoded slash that makes no dot segment still pass.
+    let request = format!(
+        "GET /v1/models/gpt-4o..x%2fy HTTP/1.1\r\nhost: catgate\r\nauthorization: Bearer {member}\r\nconnection: close\r\n\r\n"
+    );
+    let resp = raw_request(app.addr, request.as_bytes()).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(app.mock.received()[0].path, "/v1/models/gpt-4o..x%2fy");
+}
