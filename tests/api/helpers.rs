@@ -315,7 +315,12 @@ pub struct TestApp {
 pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
     let mock = Mock::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let toml = format!("listen = \"127.0.0.1:0\"\ndatabase = \"catgate.db\"\n{extra_toml}\n");
+    // A test may place the database itself (e.g. on a small disk).
+    let database = match extra_toml.contains("database =") {
+        true => "",
+        false => "database = \"catgate.db\"\n",
+    };
+    let toml = format!("listen = \"127.0.0.1:0\"\n{database}{extra_toml}\n");
     let toml = if extra_toml.contains("[upstream]") {
         toml.replace(
             "[upstream]",

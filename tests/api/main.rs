@@ -12,6 +12,7 @@ mod helpers;
 mod metering;
 mod properties;
 mod proxy;
+mod reliability;
 mod reports;
 mod secrets;
 mod shutdown;
