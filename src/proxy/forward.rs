@@ -5,20 +5,19 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response};
+use http::{HeaderMap, Method, Response};
+use http_body_util::BodyExt;
 use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::endpoint;
 use super::keys::{Eligible, PoolKey};
-use super::mask::{self, MaskedBody};
-use super::metered_body::{MeteredBody, Mode};
 use super::request::{with_include_usage, Inspected};
+use super::response::{respond, Upstream};
 use crate::body::ResponseBody;
 use crate::error::ProxyError;
 use crate::metering::recorder::Recorder;
 use crate::metering::settle::{Finished, Observed};
-use crate::metering::stream_meter::StreamMeter;
 use crate::state::App;
 use crate::store::keys::ApiType;
 
@@ -55,24 +54,8 @@ const DROP_REQUEST: &[&str] = &[
     "openai-project",
 ];
 
-fn keep_response_header(name: &HeaderName) -> bool {
-    let n = name.as_str();
-    matches!(
-        n,
-        "content-type"
-            | "content-disposition"
-            | "cache-control"
-            | "retry-after"
-            | "retry-after-ms"
-            | "x-request-id"
-            | "apim-request-id"
-    ) || n.starts_with("openai-")
-        || n.starts_with("x-ratelimit-")
-        || n.starts_with("x-ms-")
-}
-
 enum Attempt {
-    Answer(http::Response<Incoming>),
+    Answer(Upstream),
     Failed(ProxyError),
 }
 
@@ -123,7 +106,7 @@ pub async fn send(
         }
         let attempt = attempt(app, &key, &out).await;
         let retry_in = match &attempt {
-            Attempt::Answer(r) => rest_after(app, &key, r),
+            Attempt::Answer(r) => rest_after(app, &key, r.parts.status, &r.parts.headers),
             Attempt::Failed(_) => Some(upstream.cooldown_5xx),
         };
         match retry_in {
@@ -220,7 +203,7 @@ async fn attempt(app: &App, key: &PoolKey, out: &Outbound) -> Attempt {
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
     match tokio::time::timeout(upstream.first_byte_timeout, app.client.request(request)).await {
-        Ok(Ok(resp)) => Attempt::Answer(resp),
+        Ok(Ok(resp)) => first_frame(app, key, resp).await,
         Ok(Err(e)) => {
             // hyper-util's error names neither the URL nor a header, so no secret leaks.
             let cause = std::error::Error::source(&e)
@@ -231,6 +214,42 @@ async fn attempt(app: &App, key: &PoolKey, out: &Outbound) -> Attempt {
         }
         Err(_) => {
             tracing::warn!(key_id = key.id, key_name = %key.name, "upstream sent no response headers in time");
+            Attempt::Failed(ProxyError::UpstreamTimeout)
+        }
+    }
+}
+
+/// A 2xx head is worth nothing until its body starts: wait for the first body frame, so that
+/// an upstream failing right after its headers still fails over (or ends in a clean 502)
+/// while the client has received nothing.
+async fn first_frame(app: &App, key: &PoolKey, resp: http::Response<Incoming>) -> Attempt {
+    let (parts, mut body) = resp.into_parts();
+    if !parts.status.is_success() {
+        return Attempt::Answer(Upstream {
+            parts,
+            body,
+            first: None,
+        });
+    }
+    match tokio::time::timeout(app.config.upstream.idle_timeout, body.frame()).await {
+        Ok(Some(Ok(frame))) => Attempt::Answer(Upstream {
+            parts,
+            body,
+            first: Some(frame),
+        }),
+        Ok(None) => Attempt::Answer(Upstream {
+            parts,
+            body,
+            first: None,
+        }),
+        Ok(Some(Err(e))) => {
+            tracing::warn!(key_id = key.id, key_name = %key.name, error = %e, "upstream failed after its headers, before its body");
+            Attempt::Failed(ProxyError::UpstreamUnreachable(
+                "the upstream failed before sending its answer".into(),
+            ))
+        }
+        Err(_) => {
+            tracing::warn!(key_id = key.id, key_name = %key.name, "upstream sent headers but no body in time");
             Attempt::Failed(ProxyError::UpstreamTimeout)
         }
     }
@@ -253,10 +272,14 @@ fn azure_streams_usage(api_version: &str) -> bool {
 
 /// How long to rest the key before another request may use it, if this answer should be
 /// retried on another key; `None` when the answer goes to the client as is.
-fn rest_after(app: &App, key: &PoolKey, resp: &http::Response<Incoming>) -> Option<Duration> {
+fn rest_after(
+    app: &App,
+    key: &PoolKey,
+    status: http::StatusCode,
+    headers: &HeaderMap,
+) -> Option<Duration> {
     let upstream = &app.config.upstream;
-    let status = resp.status();
-    let hinted = retry_after(resp.headers());
+    let hinted = retry_after(headers);
     match status.as_u16() {
         429 => Some(hinted.unwrap_or(upstream.cooldown_429)),
         500..=599 => Some(hinted.unwrap_or(upstream.cooldown_5xx)),
@@ -278,66 +301,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(|ms| ms / 1000.0)
         .or_else(|| num("retry-after"))?;
     (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
-}
-
-fn respond(
-    app: &App,
-    resp: http::Response<Incoming>,
-    mut finished: Finished,
-    out: &Outbound,
-    started: Instant,
-    key: &PoolKey,
-) -> Response<ResponseBody> {
-    let status = resp.status();
-    finished.status = status.as_u16();
-    let request_id = finished.request_id.clone();
-    let (parts, body) = resp.into_parts();
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mode = if !status.is_success() {
-        Mode::Plain
-    } else if content_type.starts_with("text/event-stream") {
-        finished.stream = true;
-        let meter =
-            StreamMeter::new(out.inject_usage).with_token_bound(app.config.max_tokens_per_request);
-        Mode::Sse(Box::new(meter))
-    } else if content_type.starts_with("application/json") {
-        Mode::json(app.config.max_tokens_per_request)
-    } else {
-        Mode::Plain
-    };
-    let mut headers = HeaderMap::with_capacity(parts.headers.len());
-    for (name, value) in &parts.headers {
-        if keep_response_header(name) {
-            if let Some(value) = mask::header(value, key.secret()) {
-                headers.append(name.clone(), value);
-            }
-        }
-    }
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        headers.insert(HeaderName::from_static("x-catgate-request-id"), v);
-    }
-    let body = MeteredBody::new(
-        body,
-        mode,
-        finished,
-        app.recorder.clone(),
-        started,
-        app.config.upstream.idle_timeout,
-    );
-    // Upstream error bodies quote the rejected key.
-    let body = if status.is_success() {
-        ResponseBody::Metered(Box::new(body))
-    } else {
-        ResponseBody::Masked(Box::new(MaskedBody::new(body, key.secret().clone())))
-    };
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    response
 }
 
 #[cfg(test)]

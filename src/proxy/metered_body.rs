@@ -50,6 +50,8 @@ type Ack = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 pub struct MeteredBody {
     inner: Incoming,
+    /// The first frame, read before the head went out (see `forward::first_frame`).
+    first: Option<Frame<Bytes>>,
     /// Waiting for the row of a cleanly ended body to be durable.
     ack: Option<Ack>,
     /// Bytes released once `ack` resolves.
@@ -73,6 +75,7 @@ enum End {
 impl MeteredBody {
     pub fn new(
         inner: Incoming,
+        first: Option<Frame<Bytes>>,
         mode: Mode,
         record: Finished,
         recorder: Recorder,
@@ -81,6 +84,7 @@ impl MeteredBody {
     ) -> MeteredBody {
         MeteredBody {
             inner,
+            first,
             ack: None,
             held: Bytes::new(),
             mode,
@@ -194,7 +198,11 @@ impl Body for MeteredBody {
         // One upstream frame in, at most one frame out, as soon as it arrives. (hyper's client
         // hands over one chunk per scheduling round, so there is nothing ready to merge.)
         loop {
-            match Pin::new(&mut this.inner).poll_frame(cx) {
+            let polled = match this.first.take() {
+                Some(frame) => Poll::Ready(Some(Ok(frame))),
+                None => Pin::new(&mut this.inner).poll_frame(cx),
+            };
+            match polled {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(idle) = this.idle.as_mut() {
                         idle.as_mut()
@@ -254,15 +262,31 @@ impl Body for MeteredBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.record.is_none() && self.stash.is_none() && self.ack.is_none() && self.held.is_empty()
+        self.record.is_none()
+            && self.stash.is_none()
+            && self.ack.is_none()
+            && self.held.is_empty()
+            && self.first.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.mode {
+        if let Mode::Sse(_) = self.mode {
             // Stripping an event changes the length.
-            Mode::Sse(_) => SizeHint::default(),
-            _ => self.inner.size_hint(),
+            return SizeHint::default();
         }
+        // The first frame was already taken from `inner`: add it back.
+        let taken = self
+            .first
+            .as_ref()
+            .and_then(Frame::data_ref)
+            .map_or(0, |d| d.len() as u64);
+        let inner = self.inner.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + taken);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + taken);
+        }
+        hint
     }
 }
 

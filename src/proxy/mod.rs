@@ -9,6 +9,7 @@ pub mod mask;
 pub mod metered_body;
 pub mod path;
 pub mod request;
+pub mod response;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;

@@ -172,3 +172,37 @@ async fn unreachable_upstream_is_502_and_fails_over() {
     let (status, _) = app.post("/v1/chat/completions", &member, chat()).await;
     assert_eq!(status, 200);
 }
+
+/// A 200 head that promises a body and then drops the connection before sending a byte.
+fn dies_after_headers() -> Reply {
+    let mut reply = Reply::json(200, json!(null)).with_header("content-length", "500");
+    reply.parts = vec![];
+    reply
+}
+
+#[tokio::test]
+async fn an_upstream_dying_after_its_headers_fails_over_before_the_client_sees_anything() {
+    let app = spawn_app().await;
+    let (_, member) = app.with_team(2).await;
+    app.mock.push(dies_after_headers());
+    let (status, body) = app.post("/v1/chat/completions", &member, chat()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        chat_completion("gpt-4o-mini", "Hello there!", Some((9, 12)))
+    );
+    let r = &app.usage_rows(1).await[0];
+    assert_eq!((r.status, r.attempts), (200, 2));
+}
+
+#[tokio::test]
+async fn an_upstream_dying_after_its_headers_on_the_last_key_is_a_clean_502() {
+    let app = spawn_app().await;
+    let (_, member) = app.with_team(1).await;
+    app.mock.push(dies_after_headers());
+    let (status, body) = app.post("/v1/chat/completions", &member, chat()).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "upstream_error", "{body}");
+    let r = &app.usage_rows(1).await[0];
+    assert_eq!((r.status, r.cost_text()), (502, "0".to_string()));
+}

@@ -1,0 +1,102 @@
+//! The answer that goes back to the client: status, the upstream headers worth keeping (with
+//! the key's secret masked), `x-catgate-request-id`, and the body wrapped for metering.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Response};
+use http_body::Frame;
+use hyper::body::Incoming;
+
+use super::forward::Outbound;
+use super::keys::PoolKey;
+use super::mask::{self, MaskedBody};
+use super::metered_body::{MeteredBody, Mode};
+use crate::body::ResponseBody;
+use crate::metering::settle::Finished;
+use crate::metering::stream_meter::StreamMeter;
+use crate::state::App;
+
+/// An upstream answer whose head arrived, with the first body frame already read for 2xx.
+pub struct Upstream {
+    pub parts: http::response::Parts,
+    pub body: Incoming,
+    pub first: Option<Frame<Bytes>>,
+}
+
+pub(super) fn keep_response_header(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    matches!(
+        n,
+        "content-type"
+            | "content-disposition"
+            | "cache-control"
+            | "retry-after"
+            | "retry-after-ms"
+            | "x-request-id"
+            | "apim-request-id"
+    ) || n.starts_with("openai-")
+        || n.starts_with("x-ratelimit-")
+        || n.starts_with("x-ms-")
+}
+
+pub(super) fn respond(
+    app: &App,
+    upstream: Upstream,
+    mut finished: Finished,
+    out: &Outbound,
+    started: Instant,
+    key: &PoolKey,
+) -> Response<ResponseBody> {
+    let Upstream { parts, body, first } = upstream;
+    let status = parts.status;
+    finished.status = status.as_u16();
+    let request_id = finished.request_id.clone();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mode = if !status.is_success() {
+        Mode::Plain
+    } else if content_type.starts_with("text/event-stream") {
+        finished.stream = true;
+        let meter =
+            StreamMeter::new(out.inject_usage).with_token_bound(app.config.max_tokens_per_request);
+        Mode::Sse(Box::new(meter))
+    } else if content_type.starts_with("application/json") {
+        Mode::json(app.config.max_tokens_per_request)
+    } else {
+        Mode::Plain
+    };
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        if keep_response_header(name) {
+            if let Some(value) = mask::header(value, key.secret()) {
+                headers.append(name.clone(), value);
+            }
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert(HeaderName::from_static("x-catgate-request-id"), v);
+    }
+    let body = MeteredBody::new(
+        body,
+        first,
+        mode,
+        finished,
+        app.recorder.clone(),
+        started,
+        app.config.upstream.idle_timeout,
+    );
+    // Upstream error bodies quote the rejected key.
+    let body = if status.is_success() {
+        ResponseBody::Metered(Box::new(body))
+    } else {
+        ResponseBody::Masked(Box::new(MaskedBody::new(body, key.secret().clone())))
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
