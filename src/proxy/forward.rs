@@ -54,6 +54,8 @@ const DROP_REQUEST: &[&str] = &[
     "openai-project",
 ];
 
+// One per request, moved a few times: not worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Attempt {
     Answer(Upstream),
     Failed(ProxyError),
@@ -306,6 +308,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn retry_after_forms() {
