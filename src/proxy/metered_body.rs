@@ -20,6 +20,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 
+use super::decoded::Decoded;
 use super::json_keep::JsonKeep;
 use crate::error::BoxError;
 use crate::metering::recorder::Recorder;
@@ -34,6 +35,8 @@ pub enum Mode {
     Json(Box<JsonKeep>),
     /// Split SSE events; optionally drop the usage-only chunk catgate asked for.
     Sse(Box<StreamMeter>),
+    /// Forward compressed bytes as they are; meter a decompressed copy.
+    Decoded(Box<Decoded>),
 }
 
 impl Mode {
@@ -106,6 +109,10 @@ impl MeteredBody {
                 data
             }
             Mode::Sse(meter) => meter.on_chunk(data),
+            Mode::Decoded(decoded) => {
+                decoded.push(&data);
+                data
+            }
         }
     }
 
@@ -118,6 +125,7 @@ impl MeteredBody {
         record.observed = match mode {
             Mode::Plain => Observed::Nothing,
             Mode::Json(keep) => keep.observed(),
+            Mode::Decoded(decoded) => decoded.observed(),
             Mode::Sse(mut meter) => {
                 if matches!(end, End::Complete) {
                     tail = meter.on_end();

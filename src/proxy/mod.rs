@@ -1,6 +1,7 @@
 //! The `/v1` proxy: authenticate the member, read the body, forward with failover, meter.
 
 pub mod client;
+pub mod decoded;
 pub mod endpoint;
 pub mod forward;
 pub mod json_keep;

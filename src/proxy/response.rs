@@ -8,6 +8,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Response};
 use http_body::Frame;
 use hyper::body::Incoming;
 
+use super::decoded::Decoded;
 use super::forward::Outbound;
 use super::keys::PoolKey;
 use super::mask::{self, MaskedBody};
@@ -30,6 +31,7 @@ pub(super) fn keep_response_header(name: &HeaderName) -> bool {
         n,
         "content-type"
             | "content-disposition"
+            | "content-encoding"
             | "cache-control"
             | "retry-after"
             | "retry-after-ms"
@@ -57,9 +59,27 @@ pub(super) fn respond(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let encoding = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .filter(|e| !e.eq_ignore_ascii_case("identity"));
+    let sse = content_type.starts_with("text/event-stream");
     let mode = if !status.is_success() {
         Mode::Plain
-    } else if content_type.starts_with("text/event-stream") {
+    } else if let Some(encoding) = encoding {
+        // catgate asks for identity; an upstream that compresses anyway is passed through.
+        finished.stream |= sse;
+        let metered = sse || content_type.starts_with("application/json");
+        match Decoded::new(encoding, sse, app.config.max_tokens_per_request) {
+            Some(decoded) if metered => Mode::Decoded(Box::new(decoded)),
+            Some(_) => Mode::Plain,
+            None => {
+                tracing::warn!(%encoding, "answer in an encoding catgate cannot decode; unmetered");
+                Mode::Plain
+            }
+        }
+    } else if sse {
         finished.stream = true;
         let meter =
             StreamMeter::new(out.inject_usage).with_token_bound(app.config.max_tokens_per_request);

@@ -376,3 +376,67 @@ async fn paths_that_could_normalise_elsewhere_are_400_and_never_forwarded() {
     assert_eq!(resp.status, 200, "{resp:?}");
     assert_eq!(app.mock.received()[0].path, "/v1/models/gpt-4o..x%2fy");
 }
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+#[tokio::test]
+async fn compressed_answers_pass_through_intact_and_are_still_metered() {
+    let app = spawn_app().await;
+    let (_, member) = app.with_team(1).await;
+    let plain = chat_completion("gpt-4o-mini", "Hello there!", Some((9, 12))).to_string();
+    let packed = gzip(plain.as_bytes());
+    let mut reply = Reply::json(200, Value::Null).with_header("content-encoding", "gzip");
+    reply.parts = vec![Part::Bytes(packed.clone().into())];
+    app.mock.push(reply);
+    let resp = app
+        .http
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&member)
+        .body(chat("gpt-4o-mini").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    assert_eq!(
+        resp.bytes().await.unwrap().to_vec(),
+        packed,
+        "bytes untouched"
+    );
+    assert!(app.mock.received()[0].header("accept-encoding").is_none());
+    let r = &app.usage_rows(1).await[0];
+    assert_eq!((r.prompt_tokens, r.completion_tokens), (9, 12));
+    assert_eq!(r.usage_source.as_str(), "upstream");
+    assert_eq!(r.cost_text(), "0.00000855");
+
+    // A compressed stream, split mid-member: metered from the decompressed events.
+    let events = chat_stream("gpt-4o-mini", &["Hel", "lo"], Some((9, 2))).concat();
+    let packed = gzip(events.as_bytes());
+    let (a, b) = packed.split_at(packed.len() / 2);
+    let mut reply = Reply::sse(&[]).with_header("content-encoding", "gzip");
+    reply.parts = vec![
+        Part::Bytes(a.to_vec().into()),
+        Part::Bytes(b.to_vec().into()),
+    ];
+    app.mock.push(reply);
+    let mut req = chat("gpt-4o-mini");
+    req["stream"] = json!(true);
+    let resp = app
+        .http
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&member)
+        .body(req.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), packed);
+    let r = &app.usage_rows(2).await[1];
+    assert_eq!(
+        (r.prompt_tokens, r.completion_tokens, r.stream),
+        (9, 2, true)
+    );
+}
