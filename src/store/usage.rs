@@ -12,6 +12,7 @@ use rusqlite::{params, Transaction};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::report::Dimension;
 use super::{Store, StoreError};
 
 /// Where a record's token numbers came from.
@@ -370,13 +371,15 @@ impl Store {
         from_day: &str,
         to_day: &str,
     ) -> Result<Vec<UsageTotal>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT user_id, SUM(total_tokens), decimal_sum(cost) FROM usage_daily
-             WHERE day >= ?1 AND day < ?2 GROUP BY user_id ORDER BY user_id",
-        )?;
-        let rows = stmt.query_map(params![from_day, to_day], total_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = self.usage_report(from_day, to_day, None, &[Dimension::User])?;
+        Ok(rows
+            .into_iter()
+            .map(|r| UsageTotal {
+                user_id: r.user.map_or(0, |(id, _)| id),
+                total_tokens: r.total_tokens,
+                cost: r.cost,
+            })
+            .collect())
     }
 
     /// One user's totals for the window (zeros when there are no records).
@@ -386,12 +389,15 @@ impl Store {
         from_day: &str,
         to_day: &str,
     ) -> Result<UsageTotal, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT ?1, COALESCE(SUM(total_tokens), 0), COALESCE(decimal_sum(cost), '0')
-             FROM usage_daily WHERE user_id = ?1 AND day >= ?2 AND day < ?3",
-        )?;
-        Ok(stmt.query_row(params![user_id, from_day, to_day], total_from_row)?)
+        let rows = self.usage_report(from_day, to_day, Some(user_id), &[])?;
+        let (total_tokens, cost) = rows
+            .first()
+            .map_or((0, Decimal::ZERO), |r| (r.total_tokens, r.cost));
+        Ok(UsageTotal {
+            user_id,
+            total_tokens,
+            cost,
+        })
     }
 
     /// Records in insertion order, at most `limit` (tests and audits).
@@ -503,14 +509,5 @@ pub(super) fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UsageRe
         latency_ms: count(r, 18)?,
         attempts: r.get(19)?,
         created_at: r.get(20)?,
-    })
-}
-
-fn total_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UsageTotal> {
-    let cost: String = r.get(2)?;
-    Ok(UsageTotal {
-        user_id: r.get(0)?,
-        total_tokens: r.get(1)?,
-        cost: cost.parse().unwrap_or(Decimal::ZERO),
     })
 }
