@@ -16,6 +16,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod timestamp;
+pub mod upload;
 
 pub use server::serve;
 pub use state::{App, AppState};

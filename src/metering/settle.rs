@@ -20,6 +20,7 @@ use super::stream_meter::StreamOutcome;
 use super::tokenizer::Tokenizer;
 use super::usage::{self, Usage};
 use crate::store::usage::{UsageRecord, UsageSource};
+use crate::upload::RequestBody;
 
 /// What the proxy knew about a request when its response body ended.
 #[derive(Debug)]
@@ -30,7 +31,7 @@ pub struct Finished {
     pub route: String,
     pub request_model: Option<String>,
     /// The request body as sent by the client, for estimating prompt tokens.
-    pub request_body: Bytes,
+    pub request_body: RequestBody,
     pub stream: bool,
     pub status: u16,
     pub attempts: u32,
@@ -204,7 +205,7 @@ fn measure(settler: &Settler, f: &Finished) -> Measured {
         .unwrap_or("");
     let usage = match tokenizer() {
         Some(tok) => Usage::plain(
-            tok.prompt_tokens(name, &f.request_body),
+            tok.prompt_tokens(name, &f.request_body.contents_blocking()),
             tok.count(name, &completion_text),
         ),
         None => Usage::default(),

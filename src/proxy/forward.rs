@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response};
 use http_body_util::BodyExt;
-use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::endpoint;
@@ -20,6 +19,7 @@ use crate::metering::recorder::Recorder;
 use crate::metering::settle::{Finished, Observed};
 use crate::state::App;
 use crate::store::keys::ApiType;
+use crate::upload::{RequestBody, UpstreamBody};
 
 /// A request as read from the client, ready to be sent to any key.
 pub struct Outbound {
@@ -27,7 +27,9 @@ pub struct Outbound {
     pub path: String,
     pub path_and_query: String,
     pub headers: HeaderMap,
-    pub body: Bytes,
+    pub body: RequestBody,
+    /// For a spooled JSON body: where `stream_options` would be spliced in.
+    pub splice_at: Option<u64>,
     pub inspected: Inspected,
     /// Catgate wants usage in the stream and the client did not ask for it.
     pub inject_usage: bool,
@@ -133,7 +135,7 @@ pub async fn send(
                 _ => 502,
             };
             finished.latency_ms = started.elapsed().as_millis() as u64;
-            finished.request_body = Bytes::new();
+            finished.request_body = RequestBody::default();
             // Like every answer, catgate's own error goes out once its row is durable.
             let done = app.recorder.record_durable(finished);
             let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
@@ -157,7 +159,7 @@ impl Drop for InFlight<'_> {
         if let Some(mut record) = self.record.take().filter(|r| r.attempts > 0) {
             record.status = 499;
             record.latency_ms = self.started.elapsed().as_millis() as u64;
-            record.request_body = Bytes::new();
+            record.request_body = RequestBody::default();
             self.recorder.record(record);
         }
     }
@@ -169,7 +171,7 @@ async fn attempt(app: &App, key: &PoolKey, out: &Outbound) -> Attempt {
     let (url, body) = match key.api_type {
         ApiType::OpenAi => (
             format!("{}{}", key.base_url, out.path_and_query),
-            body_for(out, true),
+            body_for(out, true).await,
         ),
         ApiType::Azure => {
             let (Some(op), Some(model)) =
@@ -182,7 +184,7 @@ async fn attempt(app: &App, key: &PoolKey, out: &Outbound) -> Attempt {
                 endpoint::azure_url(&key.base_url, &deployment, op, &upstream.azure_api_version);
             (
                 url,
-                body_for(out, azure_streams_usage(&upstream.azure_api_version)),
+                body_for(out, azure_streams_usage(&upstream.azure_api_version)).await,
             )
         }
     };
@@ -200,7 +202,14 @@ async fn attempt(app: &App, key: &PoolKey, out: &Outbound) -> Attempt {
             "invalid upstream URL".into(),
         ));
     };
-    let mut request = http::Request::new(Full::new(body));
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the spooled request body");
+            return Attempt::Failed(ProxyError::Internal(e.to_string()));
+        }
+    };
+    let mut request = http::Request::new(body);
     *request.method_mut() = out.method.clone();
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
@@ -257,13 +266,26 @@ async fn first_frame(app: &App, key: &PoolKey, resp: http::Response<Incoming>) -
     }
 }
 
-fn body_for(out: &Outbound, upstream_takes_stream_options: bool) -> Bytes {
-    if out.inject_usage && upstream_takes_stream_options {
-        if let Some(b) = with_include_usage(&out.body) {
-            return b;
-        }
+/// The upstream body for one attempt: the client's bytes, with `include_usage` spliced in
+/// when catgate wants usage and the upstream takes `stream_options`.
+async fn body_for(
+    out: &Outbound,
+    upstream_takes_stream_options: bool,
+) -> std::io::Result<UpstreamBody> {
+    let inject = out.inject_usage && upstream_takes_stream_options;
+    if let Some(bytes) = out.body.in_memory() {
+        let spliced = inject.then(|| with_include_usage(bytes)).flatten();
+        return Ok(UpstreamBody::Bytes(Some(
+            spliced.unwrap_or_else(|| bytes.clone()),
+        )));
     }
-    out.body.clone()
+    match out.splice_at.filter(|_| inject) {
+        Some(at) => {
+            let prefix = Bytes::from_static(br#"{"stream_options":{"include_usage":true},"#);
+            out.body.upstream(Some(prefix), at).await
+        }
+        None => out.body.upstream(None, 0).await,
+    }
 }
 
 /// Azure accepts `stream_options` from api-version 2024-09-01 (previews included) on; older

@@ -26,6 +26,7 @@ use crate::error::BoxError;
 use crate::metering::recorder::Recorder;
 use crate::metering::settle::{Finished, Observed};
 use crate::metering::stream_meter::StreamMeter;
+use crate::upload::RequestBody;
 
 /// How the body is observed.
 pub enum Mode {
@@ -136,9 +137,12 @@ impl MeteredBody {
         // Until the recorder writes it, a record must not pin hyper's read buffers: keep the
         // request body only when tokens must be estimated, and then as a compact copy.
         record.request_body = match &record.observed {
-            Observed::Usage { .. } | Observed::Nothing => Bytes::new(),
-            Observed::Stream(outcome) if outcome.usage.is_some() => Bytes::new(),
-            _ => Bytes::copy_from_slice(&record.request_body),
+            Observed::Usage { .. } | Observed::Nothing => RequestBody::default(),
+            Observed::Stream(outcome) if outcome.usage.is_some() => RequestBody::default(),
+            _ => match &record.request_body {
+                RequestBody::Memory(b) => RequestBody::Memory(Bytes::copy_from_slice(b)),
+                spooled => spooled.clone(),
+            },
         };
         record.latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Some((record, tail))

@@ -17,10 +17,11 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::auth::bearer_token;
-use crate::body::{json as json_body, read_limited, ReadError, ResponseBody};
+use crate::body::{json as json_body, ReadError, ResponseBody};
 use crate::error::ProxyError;
 use crate::state::App;
 use crate::store::keys::ApiType;
+use crate::upload::{self, RequestBody};
 
 /// Handles one `/v1` request; errors catgate makes come back in OpenAI's shape.
 pub async fn handle(app: App, req: Request<Incoming>) -> Response<ResponseBody> {
@@ -45,7 +46,7 @@ async fn proxy(app: &App, req: Request<Incoming>) -> Result<Response<ResponseBod
     let (parts, body) = req.into_parts();
     let limit = app.config.upstream.max_request_bytes;
     let deadline = app.config.upstream.body_read_timeout;
-    let body = read_limited(body, limit, deadline)
+    let body = upload::read(body, limit, deadline)
         .await
         .map_err(|e| match e {
             ReadError::TooLarge => ProxyError::PayloadTooLarge(limit),
@@ -59,9 +60,11 @@ async fn proxy(app: &App, req: Request<Incoming>) -> Result<Response<ResponseBod
     if parts.method == Method::GET && path == "/v1/models" && azure_only {
         return Ok(local_models(app));
     }
-    let inspected = request::inspect(&body);
-    let inject_usage =
-        inspected.stream && streams_usage(&path) && inspected.include_usage != Some(true);
+    let (inspected, splice_at) = inspect(&body).await;
+    let inject_usage = inspected.stream
+        && streams_usage(&path)
+        && inspected.include_usage != Some(true)
+        && (body.in_memory().is_some() || splice_at.is_some());
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -72,10 +75,33 @@ async fn proxy(app: &App, req: Request<Incoming>) -> Result<Response<ResponseBod
         path_and_query,
         headers: parts.headers,
         body,
+        splice_at,
         inspected,
         inject_usage,
     };
     forward::send(app, caller.user_id, out).await
+}
+
+/// What routing and metering need from the body; for a spooled body, also where an
+/// include_usage splice would go. Large bodies are parsed from their file off the runtime.
+async fn inspect(body: &RequestBody) -> (request::Inspected, Option<u64>) {
+    if let Some(bytes) = body.in_memory() {
+        return (request::inspect(bytes), None);
+    }
+    let body = body.clone();
+    tokio::task::spawn_blocking(move || {
+        let head = body.head_blocking(64);
+        if upload::splice_point(&head, false).is_none() {
+            return (request::Inspected::default(), None);
+        }
+        let Some(reader) = body.reader_blocking() else {
+            return (request::Inspected::default(), None);
+        };
+        let (inspected, has_options) = request::inspect_reader(reader);
+        (inspected, upload::splice_point(&head, has_options))
+    })
+    .await
+    .unwrap_or_default()
 }
 
 /// With only Azure keys there is no upstream `/v1/models`; answer with the models catgate

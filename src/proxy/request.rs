@@ -49,6 +49,40 @@ pub fn inspect(body: &[u8]) -> Inspected {
     }
 }
 
+/// [`inspect`] for a body too large to hold in memory, parsed as it is read (everything but
+/// the three fields is skipped without being kept). Also says whether the body has a
+/// `stream_options` key (the splice for such bodies only handles its absence).
+pub fn inspect_reader(reader: impl std::io::Read) -> (Inspected, bool) {
+    #[derive(Deserialize)]
+    struct PeekOwned {
+        #[serde(default)]
+        model: Option<String>,
+        #[serde(default)]
+        stream: Option<serde_json::Value>,
+        #[serde(default, deserialize_with = "present_value")]
+        stream_options: Option<serde_json::Value>,
+    }
+    fn present_value<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<serde_json::Value>, D::Error> {
+        serde_json::Value::deserialize(d).map(Some)
+    }
+    let Ok(peek) = serde_json::from_reader::<_, PeekOwned>(reader) else {
+        return (Inspected::default(), false);
+    };
+    let include_usage = peek
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.get("include_usage"))
+        .and_then(serde_json::Value::as_bool);
+    let inspected = Inspected {
+        model: peek.model.filter(|m| !m.is_empty()),
+        stream: matches!(peek.stream, Some(serde_json::Value::Bool(true))),
+        include_usage,
+    };
+    (inspected, peek.stream_options.is_some())
+}
+
 /// The body with `stream_options.include_usage = true`, every other byte as sent. Without a
 /// `stream_options` key the member is spliced in after the opening brace; an object value gets
 /// `include_usage` the same way, or just the bytes of its existing `include_usage` value

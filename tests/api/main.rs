@@ -18,3 +18,4 @@ mod secrets;
 mod shutdown;
 mod smoke;
 mod streaming;
+mod uploads;
