@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod metering;
 pub mod proxy;

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
@@ -11,6 +12,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::connections::{self, Connections, TrackedBody};
 use crate::router;
 use crate::state::{App, AppState};
 
@@ -27,6 +29,10 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         .header_read_timeout(Duration::from_secs(30));
     let graceful = GracefulShutdown::new();
     let mut accept_errors = AcceptErrors::default();
+    let conns = Arc::new(Connections::default());
+    // Each proxied request also holds an upstream socket, and SQLite and the runtime need a
+    // few descriptors: past about half of the limit, idle client connections make room.
+    let high_water = (connections::fd_limit().saturating_sub(64) / 2).max(16);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
@@ -34,26 +40,46 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
                 let stream = match accepted {
                     Ok((stream, _)) => stream,
                     Err(e) => {
+                        // Usually EMFILE: close idle connections to make room, and back off
+                        // instead of spinning.
+                        let shed = conns.shed_idle((conns.len() / 10).max(16));
                         if let Some(suppressed) = accept_errors.log_now(Instant::now()) {
-                            tracing::warn!(error = %e, suppressed, "accept failed");
+                            tracing::warn!(error = %e, suppressed, idle_closed = shed, "accept failed");
                         }
-                        // Usually EMFILE: back off instead of spinning.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let pause = if shed > 0 { 5 } else { 50 };
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
                         continue;
                     }
                 };
+                let open = conns.len();
+                if open >= high_water {
+                    conns.shed_idle(open + 1 - high_water);
+                }
                 let _ = stream.set_nodelay(true);
                 let app = app.clone();
+                let (id, state) = conns.add();
+                let tracked = state.clone();
                 let service = service_fn(move |req| {
                     let app = app.clone();
-                    async move { Ok::<_, Infallible>(router::route(app, req).await) }
+                    let busy = tracked.begin();
+                    async move {
+                        let resp = router::route(app, req).await;
+                        Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, busy)))
+                    }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
+                let conns = conns.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                    tokio::select! {
+                        ended = conn => if let Err(e) = ended {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        },
+                        _ = state.shed.notified() => {
+                            tracing::debug!("idle connection closed to make room for new clients");
+                        }
                     }
+                    conns.remove(id);
                 });
             }
             _ = &mut shutdown => break,

@@ -268,3 +268,70 @@ async fn a_full_disk_keeps_records_in_memory_until_space_returns() {
     let ids: HashSet<&str> = rows.iter().map(|r| r.request_id.as_str()).collect();
     assert_eq!((rows.len(), ids.len()), (sent, sent));
 }
+
+#[tokio::test]
+async fn near_the_descriptor_limit_idle_connections_make_room_for_new_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("listen = \"127.0.0.1:{port}\"\ndatabase = \"catgate.db\"\n"),
+    )
+    .unwrap();
+    // 64 descriptors in all, soft and hard, so catgate cannot raise its way out.
+    let script = format!(
+        "ulimit -Sn 64 && ulimit -Hn 64 && exec {} --config {}",
+        env!("CARGO_BIN_EXE_catgate"),
+        config.display()
+    );
+    let mut child = Command::new("sh")
+        .args(["-c", &script])
+        .env_remove("CATGATE_LISTEN")
+        .env_remove("CATGATE_DATABASE")
+        .env_remove("PORT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "catgate did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Clients that connect and never send a request: more than the limit allows.
+    let mut idle = Vec::new();
+    for _ in 0..80 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(("127.0.0.1", port)),
+        )
+        .await
+        {
+            idle.push(s);
+        }
+    }
+    // New clients are still served, promptly.
+    for i in 0..10 {
+        let resp = tokio::time::timeout(
+            Duration::from_secs(5),
+            http.get(format!("{base}/healthz")).send(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("request {i} not served within 5 s"))
+        .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    drop(idle);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
