@@ -13,6 +13,10 @@
 //!   total 21}. A stream's usage is {prompt 9, completion `--chunks`, total 9 + `--chunks`}.
 //! - `POST /v1/embeddings` (and the Azure deployment form): a fixed embedding with usage.
 //! - `GET /v1/models`: a small model list.
+//! - `POST /v1/large` (with `--large-mb N`): an embeddings-shaped JSON answer of about N MB with
+//!   its usage at the end, for memory tests of big answers.
+//! - `POST /v1/audio/transcriptions`: reads and discards a body of any size, then answers
+//!   `{"text":…}` with the byte count, for memory tests of big uploads.
 //!
 //! Every answer is built once at start-up and served as shared `Bytes`, so a request costs one
 //! small JSON parse plus the HTTP work. Non-stream bodies carry `Content-Length`; a stream is
@@ -49,7 +53,7 @@ const MAX_REQUEST_BODY: usize = 16 << 20;
 
 const USAGE: &str = "\
 usage: mock_upstream --listen ADDR [--chunks N] [--first-byte-delay-ms MS] \
-[--chunk-interval-ms MS] [--threads N]";
+[--chunk-interval-ms MS] [--threads N] [--large-mb N]";
 
 type MockBody = Either<Full<Bytes>, SseBody>;
 
@@ -61,6 +65,7 @@ struct Args {
     first_byte_delay: Duration,
     chunk_interval: Duration,
     threads: usize,
+    large_mb: usize,
 }
 
 impl Args {
@@ -70,6 +75,7 @@ impl Args {
         let mut first_byte_delay_ms = 0;
         let mut chunk_interval_ms = 0;
         let mut threads = 1;
+        let mut large_mb = 0;
         while let Some(flag) = argv.next() {
             match flag.as_str() {
                 "-h" | "--help" => return Err(String::new()),
@@ -78,6 +84,7 @@ impl Args {
                 "--first-byte-delay-ms" => first_byte_delay_ms = flag_value(&flag, argv.next())?,
                 "--chunk-interval-ms" => chunk_interval_ms = flag_value(&flag, argv.next())?,
                 "--threads" => threads = flag_value(&flag, argv.next())?,
+                "--large-mb" => large_mb = flag_value(&flag, argv.next())?,
                 _ => return Err(format!("unknown flag {flag}")),
             }
         }
@@ -90,6 +97,7 @@ impl Args {
             first_byte_delay: Duration::from_millis(first_byte_delay_ms),
             chunk_interval: Duration::from_millis(chunk_interval_ms),
             threads,
+            large_mb,
         })
     }
 }
@@ -109,6 +117,8 @@ struct Mock {
     completion: Bytes,
     embeddings: Bytes,
     models: Bytes,
+    /// The `--large-mb` answer.
+    large: Bytes,
     /// Stream events when the client did not ask for usage.
     stream_plain: Arc<[Bytes]>,
     /// Stream events with `"usage":null` on each chunk and the usage-only chunk before `[DONE]`.
@@ -150,7 +160,12 @@ impl Mock {
                 {"id": EMBEDDING_MODEL, "object": "model", "created": CREATED, "owned_by": "system"}
             ]
         });
+        let large = format!(
+            r#"{{"object":"list","model":"{EMBEDDING_MODEL}","data":[{{"object":"embedding","index":0,"embedding":"{}"}}],"usage":{{"prompt_tokens":5,"total_tokens":5}}}}"#,
+            "A".repeat(args.large_mb << 20)
+        );
         Mock {
+            large: Bytes::from(large),
             completion: Bytes::from(completion.to_string()),
             embeddings: Bytes::from(embeddings.to_string()),
             models: Bytes::from(models.to_string()),
@@ -280,6 +295,8 @@ enum Route {
     Chat,
     Embeddings,
     Models,
+    Large,
+    Upload,
     NotFound,
 }
 
@@ -295,6 +312,8 @@ fn route(method: &Method, path: &str) -> Route {
         (&Method::POST, "/v1/embeddings", _) => Route::Embeddings,
         (&Method::POST, _, Some("embeddings")) => Route::Embeddings,
         (&Method::GET, "/v1/models", _) => Route::Models,
+        (&Method::POST, "/v1/large", _) => Route::Large,
+        (&Method::POST, "/v1/audio/transcriptions", _) => Route::Upload,
         _ => Route::NotFound,
     }
 }
@@ -314,7 +333,16 @@ async fn handle(mock: Arc<Mock>, req: Request<Incoming>) -> Result<Response<Mock
                 }
             }
         }
-        Route::Models | Route::NotFound => Bytes::new(),
+        Route::Upload => {
+            // Drain without keeping: only the byte count matters.
+            let mut body = body;
+            let mut bytes = 0usize;
+            while let Some(Ok(frame)) = body.frame().await {
+                bytes += frame.data_ref().map_or(0, Bytes::len);
+            }
+            Bytes::from(json!({"text": format!("{bytes} bytes")}).to_string())
+        }
+        Route::Models | Route::Large | Route::NotFound => Bytes::new(),
     };
     if !mock.args.first_byte_delay.is_zero() {
         tokio::time::sleep(mock.args.first_byte_delay).await;
@@ -323,6 +351,8 @@ async fn handle(mock: Arc<Mock>, req: Request<Incoming>) -> Result<Response<Mock
         Route::Chat => chat(&mock, &body),
         Route::Embeddings => json_response(mock.embeddings.clone()),
         Route::Models => json_response(mock.models.clone()),
+        Route::Large => json_response(mock.large.clone()),
+        Route::Upload => json_response(body),
         Route::NotFound => {
             let message = format!("Unknown request URL: {} {}", head.method, head.uri.path());
             error(StatusCode::NOT_FOUND, &message)

@@ -6,6 +6,10 @@
 //! transaction and answers them all: under load the batches grow by themselves, idle a record
 //! waits for one commit only.
 //!
+//! The rows a response waits for are plain inserts; the thread folds them into the report
+//! rollups in one larger transaction every 100 ms (reports fold whatever is pending before
+//! they read, so they are exact all the same).
+//!
 //! The writer never waits on a tokenizer: a record that needs an estimate is settled on the
 //! blocking pool first and reaches the thread already priced.
 //!
@@ -23,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -37,6 +41,8 @@ const BATCH: usize = 4096;
 pub const MAX_QUEUED: usize = 100_000;
 /// How often a degraded recorder retries.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// Longest delay between a record's commit and its fold into the report rollups.
+const ROLLUP_EVERY: Duration = Duration::from_millis(100);
 
 // Records dominate the traffic; boxing them would add an allocation per request.
 #[allow(clippy::large_enum_variant)]
@@ -218,6 +224,8 @@ struct Writer {
     waiting: VecDeque<UsageRecord>,
     /// The spool file has records the database has not taken yet.
     spool_dirty: bool,
+    /// When the rows written since the last fold are due to be folded into the rollups.
+    rollup_due: Option<Instant>,
 }
 
 impl Writer {
@@ -228,6 +236,8 @@ impl Writer {
             inner,
             waiting: VecDeque::new(),
             spool_dirty,
+            // Records from before a restart may not be folded yet.
+            rollup_due: Some(Instant::now()),
         }
     }
 
@@ -235,17 +245,21 @@ impl Writer {
         let mut stop = false;
         while !stop {
             let degraded = !self.waiting.is_empty() || self.spool_dirty;
-            let first = if degraded {
-                match rx.recv_timeout(RETRY_EVERY) {
+            let wait = match (degraded, self.rollup_due) {
+                (true, _) => Some(RETRY_EVERY),
+                (false, Some(due)) => Some(due.saturating_duration_since(Instant::now())),
+                (false, None) => None,
+            };
+            let first = match wait {
+                Some(wait) => match rx.recv_timeout(wait) {
                     Ok(m) => Some(m),
                     Err(mpsc::RecvTimeoutError::Timeout) => None,
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-            } else {
-                match rx.recv() {
+                },
+                None => match rx.recv() {
                     Ok(m) => Some(m),
                     Err(_) => break,
-                }
+                },
             };
             let mut batch = Vec::new();
             let mut acks = Vec::new();
@@ -267,13 +281,33 @@ impl Writer {
             self.retry();
             self.write(batch);
             acks.into_iter().for_each(answer);
+            let rollup_now = self.rollup_due.is_some_and(|due| Instant::now() >= due);
+            if rollup_now || !flushes.is_empty() || stop {
+                self.roll_up();
+            }
             flushes.into_iter().for_each(answer);
         }
         self.retry();
+        self.roll_up();
         if !self.waiting.is_empty() {
             let left: Vec<UsageRecord> = self.waiting.drain(..).collect();
             if let Err(e) = spool(&self.inner.spool, &left) {
                 log_only(&self.inner, &left, &e);
+            }
+        }
+    }
+
+    /// Folds the records written since the last time into the report rollups: one larger
+    /// transaction every [`ROLLUP_EVERY`] instead of rollup work in every response's commit.
+    fn roll_up(&mut self) {
+        if self.rollup_due.is_none() {
+            return;
+        }
+        match self.store.roll_up() {
+            Ok(_) => self.rollup_due = None,
+            Err(e) => {
+                tracing::warn!(error = %e, "folding usage into the report rollups failed; retrying");
+                self.rollup_due = Some(Instant::now() + RETRY_EVERY);
             }
         }
     }
@@ -293,6 +327,7 @@ impl Writer {
                 self.inner
                     .written
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.rollup_soon();
             }
             Err(e) => {
                 tracing::error!(error = %e, records = batch.len(), "usage insert failed; spooling");
@@ -332,6 +367,7 @@ impl Writer {
             let chunk: Vec<UsageRecord> = self.waiting.iter().take(n).cloned().collect();
             match self.store.insert_usage(&chunk) {
                 Ok(_) => {
+                    self.rollup_soon();
                     self.waiting.drain(..n);
                     self.inner.written.fetch_add(n as u64, Ordering::Relaxed);
                     self.update_queued();
@@ -344,9 +380,17 @@ impl Writer {
         }
         if self.spool_dirty {
             self.spool_dirty = !replay_spool(&self.store, &self.inner);
+            self.rollup_soon();
         }
         if !self.spool_dirty {
             self.set_error(None);
+        }
+    }
+
+    /// New rows are waiting for the rollups: fold them within [`ROLLUP_EVERY`].
+    fn rollup_soon(&mut self) {
+        if self.rollup_due.is_none() {
+            self.rollup_due = Some(Instant::now() + ROLLUP_EVERY);
         }
     }
 

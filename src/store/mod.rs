@@ -47,7 +47,8 @@ const MIGRATIONS: &[Migration] = &[
     |tx| {
         tx.execute_batch(include_str!("schema_v2.sql"))?;
         // The rollups of every existing record.
-        usage::rebuild_rollups(tx, "0000-01", "9999-13")
+        usage::rebuild_rollups(tx, "0000-01", "9999-13")?;
+        usage::mark_all_rolled_up(tx)
     },
 ];
 

@@ -10,8 +10,8 @@ use rusqlite::params;
 use rust_decimal::Decimal;
 
 use super::usage::{
-    rebuild_rollups, record_from_row, Level, UsageRecord, DAILY, DAILY_USER_MODEL, MONTHLY,
-    SELECT_RECORD, SUM_COLUMNS,
+    rebuild_rollups, record_from_row, roll_up, Level, UsageRecord, DAILY, DAILY_USER_MODEL,
+    MONTHLY, SELECT_RECORD, SUM_COLUMNS,
 };
 use super::{Store, StoreError};
 
@@ -125,6 +125,8 @@ impl Store {
             sums.join(", "),
             plan.sources()
         );
+        // Exact to the last committed record: fold what the recorder has not folded yet.
+        self.roll_up()?;
         let conn = self.conn()?;
         let names = Names::load(&conn)?;
         let mut stmt = conn.prepare_cached(&sql)?;
@@ -175,6 +177,9 @@ impl Store {
     ) -> Result<Repriced, StoreError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Fold pending records first: the rebuild below covers them, and the watermark must
+        // not fold them a second time afterwards.
+        roll_up(&tx)?;
         let mut summary = Repriced {
             records: 0,
             changed: 0,

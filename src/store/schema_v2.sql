@@ -38,8 +38,19 @@ FROM usage;
 DROP TABLE usage;
 ALTER TABLE usage_v2 RENAME TO usage;
 
--- The daily rollup behind every report: one row per (day, user, model, key, tier), kept in the
--- same transaction as the record inserts, so a year of records answers from a few thousand
+-- The rollups lag the records by up to ~100 ms: record inserts are the per-request durable
+-- write (group commit), and the recorder folds new records into the rollups in larger
+-- transactions. `through_id` is the highest usage id already folded in, updated in the same
+-- transaction as the rollups, so a crash between the two re-folds nothing twice; reports fold
+-- whatever is pending before they read.
+CREATE TABLE rollup_state (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    through_id  INTEGER NOT NULL
+);
+INSERT INTO rollup_state (id, through_id) VALUES (1, 0);
+
+-- The daily rollup behind every report: one row per (day, user, model, key, tier), so a year
+-- of records answers from a few thousand
 -- rows. key_id 0 = no key; tier 'default' = none named. Token sums take each record's count
 -- capped at 10^12 (far above any plausible count), so no sum can overflow.
 CREATE TABLE usage_daily (
@@ -67,7 +78,7 @@ CREATE TABLE usage_daily (
 -- Coarser rollups of the same sums, so a report reads a few thousand rows whatever the window:
 -- by month (for reports without a `day` column: whole months from here, the partial months at
 -- the window's edges from the daily tables), and by day for user and model only (charts by day
--- and the default user/model report). Both are kept in the same transaction as the daily one.
+-- and the default user/model report). All three are folded in the same transaction.
 CREATE TABLE usage_monthly (
     month               TEXT    NOT NULL,           -- YYYY-MM
     user_id             INTEGER NOT NULL,

@@ -354,8 +354,17 @@ pub(super) fn rebuild_rollups(
     Ok(())
 }
 
+/// After a rebuild from every record (the migration), nothing is pending.
+pub(super) fn mark_all_rolled_up(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE rollup_state SET through_id = (SELECT COALESCE(MAX(id), 0) FROM usage) WHERE id = 1",
+        [],
+    )?;
+    Ok(())
+}
+
 impl Store {
-    /// Inserts all records and adds the new ones to the daily rollup, in one transaction;
+    /// Inserts all records in one transaction (the durable write a response waits for);
     /// already-present `request_id`s are skipped. Returns how many rows were new.
     pub fn insert_usage(&self, records: &[UsageRecord]) -> Result<usize, StoreError> {
         let mut conn = self.conn()?;
@@ -363,6 +372,17 @@ impl Store {
         let inserted = insert_records(&tx, records)?;
         tx.commit()?;
         Ok(inserted)
+    }
+
+    /// Folds records not yet in the rollups into them (the recorder does this every ~100 ms;
+    /// reports do it before they read). Returns how many records were folded.
+    pub fn roll_up(&self) -> Result<usize, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Nothing pending is the common case: a read, no write lock held for long.
+        let n = roll_up(&tx)?;
+        tx.commit()?;
+        Ok(n)
     }
 
     /// Totals per user for `[from_day, to_day)` (`YYYY-MM-DD`), ordered by user.
@@ -409,48 +429,88 @@ impl Store {
     }
 }
 
-/// Inserts `records` and adds the new ones to every rollup, inside `tx`.
+/// Inserts `records` inside `tx`; already-present `request_id`s are skipped. The rollups pick
+/// the new rows up in [`roll_up`].
 pub(super) fn insert_records(
     tx: &Transaction<'_>,
     records: &[UsageRecord],
 ) -> Result<usize, StoreError> {
-    let mut groups: [HashMap<RollupKey, Sums>; 3] = Default::default();
+    let mut stmt = tx.prepare_cached(INSERT_RECORD)?;
     let mut inserted = 0;
-    {
-        let mut stmt = tx.prepare_cached(INSERT_RECORD)?;
-        for r in records {
-            let new = stmt.execute(params![
-                r.request_id,
-                r.user_id,
-                r.key_id,
-                r.model,
-                r.route,
-                to_i64(r.prompt_tokens),
-                to_i64(r.cached_tokens),
-                to_i64(r.cache_write_tokens),
-                to_i64(r.audio_input_tokens),
-                to_i64(r.completion_tokens),
-                to_i64(r.reasoning_tokens),
-                to_i64(r.audio_output_tokens),
-                to_i64(r.total_tokens),
-                r.service_tier,
-                r.usage_source.as_str(),
-                r.cost.map(|c| c.to_string()),
-                r.stream,
-                r.status,
-                to_i64(r.latency_ms),
-                r.attempts,
-                r.created_at,
-            ])?;
-            if new == 0 {
-                continue;
-            }
-            inserted += 1;
-            for (level, map) in LEVELS.iter().zip(groups.iter_mut()) {
-                map.entry(level.key(r)).or_default().add(r);
+    for r in records {
+        inserted += stmt.execute(params![
+            r.request_id,
+            r.user_id,
+            r.key_id,
+            r.model,
+            r.route,
+            to_i64(r.prompt_tokens),
+            to_i64(r.cached_tokens),
+            to_i64(r.cache_write_tokens),
+            to_i64(r.audio_input_tokens),
+            to_i64(r.completion_tokens),
+            to_i64(r.reasoning_tokens),
+            to_i64(r.audio_output_tokens),
+            to_i64(r.total_tokens),
+            r.service_tier,
+            r.usage_source.as_str(),
+            r.cost.map(|c| c.to_string()),
+            r.stream,
+            r.status,
+            to_i64(r.latency_ms),
+            r.attempts,
+            r.created_at,
+        ])?;
+    }
+    Ok(inserted)
+}
+
+/// Records folded per statement round, so a long backlog does not hold every row in memory.
+const ROLL_UP_CHUNK: i64 = 50_000;
+
+/// Folds every record not yet in the rollups into all three, and moves the watermark, inside
+/// `tx`. Returns how many records were folded.
+pub(super) fn roll_up(tx: &Transaction<'_>) -> Result<usize, StoreError> {
+    let mut through: i64 = tx.query_row(
+        "SELECT through_id FROM rollup_state WHERE id = 1",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut folded = 0;
+    loop {
+        let mut groups: [HashMap<RollupKey, Sums>; 3] = Default::default();
+        let mut last = through;
+        {
+            let mut stmt = tx.prepare_cached(&format!(
+                "{SELECT_RECORD_WITH_ID} WHERE id > ?1 ORDER BY id LIMIT ?2"
+            ))?;
+            let mut rows = stmt.query(params![through, ROLL_UP_CHUNK])?;
+            while let Some(row) = rows.next()? {
+                last = row.get(21)?;
+                let r = record_from_row(row)?;
+                for (level, map) in LEVELS.iter().zip(groups.iter_mut()) {
+                    map.entry(level.key(&r)).or_default().add(&r);
+                }
+                folded += 1;
             }
         }
+        if last == through {
+            break;
+        }
+        upsert_groups(tx, groups)?;
+        through = last;
+        tx.execute(
+            "UPDATE rollup_state SET through_id = ?1 WHERE id = 1",
+            [through],
+        )?;
     }
+    Ok(folded)
+}
+
+fn upsert_groups(
+    tx: &Transaction<'_>,
+    groups: [HashMap<RollupKey, Sums>; 3],
+) -> Result<(), StoreError> {
     for (level, map) in LEVELS.iter().zip(groups) {
         let mut upsert = tx.prepare_cached(&level.upsert_sql())?;
         for (k, s) in map {
@@ -468,13 +528,18 @@ pub(super) fn insert_records(
             upsert.execute(rusqlite::params_from_iter(values))?;
         }
     }
-    Ok(inserted)
+    Ok(())
 }
 
 pub(super) const SELECT_RECORD: &str = "SELECT request_id, user_id, key_id, model, route,
     prompt_tokens, cached_tokens, cache_write_tokens, audio_input_tokens, completion_tokens,
     reasoning_tokens, audio_output_tokens, total_tokens, service_tier, usage_source, cost,
     stream, status, latency_ms, attempts, created_at FROM usage";
+/// [`SELECT_RECORD`] with the row id as column 21.
+const SELECT_RECORD_WITH_ID: &str = "SELECT request_id, user_id, key_id, model, route,
+    prompt_tokens, cached_tokens, cache_write_tokens, audio_input_tokens, completion_tokens,
+    reasoning_tokens, audio_output_tokens, total_tokens, service_tier, usage_source, cost,
+    stream, status, latency_ms, attempts, created_at, id FROM usage";
 
 /// A stored count back as u64; negative or non-integer stored data reads as 0.
 fn count(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
