@@ -2,6 +2,7 @@
 //! and pricing (on the recorder thread), and the recorder that writes usage rows.
 
 pub mod completion_text;
+pub mod journal;
 pub mod pricing;
 pub mod recorder;
 pub mod settle;
