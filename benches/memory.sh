@@ -103,8 +103,8 @@ curl -sS -Z --parallel-max "$UPLOADS" --parallel-immediate -X POST -T "$TMP/uplo
     -w '%{http_code}\n' -K "$TMP/uploads.cfg" >"$TMP/uploads.codes" 2>"$TMP/uploads.err" || true
 UPLOADS_OK=$(grep -c '^200$' "$TMP/uploads.codes" || true)
 HWM2=$(status_kib "$CATGATE_PID" VmHWM)
+stop_pid "$CATGATE_PID" # SIGTERM: every record reaches the database before exit
 ROWS=$("$CATGATE" --config "$TMP/config.toml" report --by user --format csv | awk -F, 'NR == 2 {print $3}')
-stop_pid "$CATGATE_PID"
 
 echo "| phase | answered 200 | catgate RSS before | catgate peak RSS (VmHWM) |"
 echo "|---|---:|---:|---:|"

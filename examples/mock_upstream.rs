@@ -13,6 +13,10 @@
 //!   total 21}. A stream's usage is {prompt 9, completion `--chunks`, total 9 + `--chunks`}.
 //! - `POST /v1/embeddings` (and the Azure deployment form): a fixed embedding with usage.
 //! - `GET /v1/models`: a small model list.
+//! - `POST /v1/responses`: a Responses API answer for `gpt-5-2025-08-07` with modern usage
+//!   (input 2000 of which 1500 cached, output 300 of which 256 reasoning) in the service tier the
+//!   request names (`flex`, `priority`; else `default`); with `"stream": true` the events
+//!   `response.created`, `response.output_text.delta`, `response.completed`.
 //! - `POST /v1/large` (with `--large-mb N`): an embeddings-shaped JSON answer of about N MB with
 //!   its usage at the end, for memory tests of big answers.
 //! - `POST /v1/audio/transcriptions`: reads and discards a body of any size, then answers
@@ -297,6 +301,7 @@ enum Route {
     Models,
     Large,
     Upload,
+    Responses,
     NotFound,
 }
 
@@ -313,6 +318,7 @@ fn route(method: &Method, path: &str) -> Route {
         (&Method::POST, _, Some("embeddings")) => Route::Embeddings,
         (&Method::GET, "/v1/models", _) => Route::Models,
         (&Method::POST, "/v1/large", _) => Route::Large,
+        (&Method::POST, "/v1/responses", _) => Route::Responses,
         (&Method::POST, "/v1/audio/transcriptions", _) => Route::Upload,
         _ => Route::NotFound,
     }
@@ -322,7 +328,7 @@ async fn handle(mock: Arc<Mock>, req: Request<Incoming>) -> Result<Response<Mock
     let (head, body) = req.into_parts();
     let route = route(&head.method, head.uri.path());
     let body = match route {
-        Route::Chat | Route::Embeddings => {
+        Route::Chat | Route::Embeddings | Route::Responses => {
             match Limited::new(body, MAX_REQUEST_BODY).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(_) => {
@@ -352,6 +358,7 @@ async fn handle(mock: Arc<Mock>, req: Request<Incoming>) -> Result<Response<Mock
         Route::Embeddings => json_response(mock.embeddings.clone()),
         Route::Models => json_response(mock.models.clone()),
         Route::Large => json_response(mock.large.clone()),
+        Route::Responses => responses(&mock, &body),
         Route::Upload => json_response(body),
         Route::NotFound => {
             let message = format!("Unknown request URL: {} {}", head.method, head.uri.path());
@@ -391,6 +398,64 @@ fn chat(mock: &Mock, body: &[u8]) -> Response<MockBody> {
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    response
+}
+
+#[derive(Deserialize)]
+struct ResponsesRequest {
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    service_tier: Option<String>,
+}
+
+/// A Responses API answer with cached and reasoning tokens, in the requested tier.
+fn responses(mock: &Mock, body: &[u8]) -> Response<MockBody> {
+    let request: ResponsesRequest = match serde_json::from_slice(body) {
+        Ok(request) => request,
+        Err(e) => {
+            let message = format!("We could not parse the JSON body of your request: {e}");
+            return error(StatusCode::BAD_REQUEST, &message);
+        }
+    };
+    let tier = match request.service_tier.as_deref() {
+        Some(t @ ("flex" | "priority")) => t.to_string(),
+        _ => "default".to_string(),
+    };
+    let response = |status: &str, with_usage: bool| {
+        let usage = with_usage.then(|| {
+            json!({"input_tokens": 2000, "input_tokens_details": {"cached_tokens": 1500},
+                "output_tokens": 300, "output_tokens_details": {"reasoning_tokens": 256},
+                "total_tokens": 2300})
+        });
+        json!({"id": "resp_mock", "object": "response", "created_at": CREATED, "status": status,
+            "model": "gpt-5-2025-08-07", "service_tier": tier,
+            "output": [{"type": "message", "id": "msg_mock", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": "Hello", "annotations": []}]}],
+            "usage": usage})
+    };
+    if request.stream != Some(true) {
+        return json_response(Bytes::from(response("completed", true).to_string()));
+    }
+    let events: Vec<Bytes> = [
+        ("response.created", json!({"type": "response.created", "sequence_number": 0,
+            "response": response("in_progress", false)})),
+        ("response.output_text.delta", json!({"type": "response.output_text.delta",
+            "sequence_number": 1, "item_id": "msg_mock", "output_index": 0, "content_index": 0,
+            "delta": "Hello"})),
+        ("response.completed", json!({"type": "response.completed", "sequence_number": 2,
+            "response": response("completed", true)})),
+    ]
+    .into_iter()
+    .map(|(name, data)| Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
+    .collect();
+    let mut response = Response::new(Either::Right(SseBody::new(
+        events.into(),
+        mock.args.chunk_interval,
+    )));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     response
 }
 

@@ -92,10 +92,43 @@ def bad_token_is_typed():
     raise AssertionError("expected openai.AuthenticationError")
 
 
+def responses_non_stream():
+    r = client.responses.create(model="gpt-5", input="hi")
+    assert r.output_text == "Hello", r
+    assert r.usage.input_tokens_details.cached_tokens == 1500, r.usage
+    assert r.usage.output_tokens_details.reasoning_tokens == 256, r.usage
+
+
+def responses_stream_flex():
+    events = list(client.responses.create(model="gpt-5", input="hi", stream=True, service_tier="flex"))
+    assert [e.type for e in events][-1] == "response.completed", events
+    assert events[-1].response.usage.total_tokens == 2300, events[-1]
+
+
+def get(path, token=ROOT):
+    req = urllib.request.Request(f"{BASE}{path}", headers={"Authorization": f"Bearer {token}"})
+    return urllib.request.urlopen(req).read()
+
+
+def detail_report_matches_the_invoice():
+    # gpt-5 list prices per 1M: default 1.25 in / 0.125 cached / 10 out; flex 0.625 / 0.0625 / 5.
+    # default: (500 * 1.25 + 1500 * 0.125 + 300 * 10) / 1e6 = 0.0038125 -> "0.003813"
+    # flex:    (500 * 0.625 + 1500 * 0.0625 + 300 * 5) / 1e6 = 0.00190625 -> "0.001906"
+    rows = json.loads(get("/1/usages/detail?group_by=model,tier"))
+    gpt5 = {r["tier"]: r for r in rows if r["model"] == "gpt-5-2025-08-07"}
+    for tier, cost in [("default", "0.003813"), ("flex", "0.001906")]:
+        r = gpt5[tier]
+        got = (r["requests"], r["promptTokens"], r["cachedTokens"], r["completionTokens"],
+               r["reasoningTokens"], r["totalTokens"], r["cost"], r["unpricedRequests"])
+        assert got == (1, 2000, 1500, 300, 256, 2300, cost, 0), (tier, r)
+    csv = get("/1/usages/detail?group_by=model,tier&format=csv").decode()
+    assert "gpt-5-2025-08-07,flex,1,2000,1500,0,300,256,0,0,2300,0.001906,0,0,0" in csv, csv
+
+
 def usages_add_up():
-    # 2 chats (21 each) + 2 streams (9 + CHUNKS each) + embeddings (5) + models and the
-    # failed image call (0 each); records are written asynchronously, so poll briefly.
-    want = 2 * 21 + 2 * (9 + CHUNKS) + 5
+    # 2 chats (21 each) + 2 streams (9 + CHUNKS each) + embeddings (5) + 2 responses (2300
+    # each) + models and the failed image call (0 each); polled: records land within 100 ms.
+    want = 2 * 21 + 2 * (9 + CHUNKS) + 5 + 2 * 2300
     got = None
     for _ in range(50):
         req = urllib.request.Request(f"{BASE}/1/usages", headers={"Authorization": f"Bearer {ROOT}"})
@@ -117,6 +150,9 @@ for name, fn in [
     ("models", models),
     ("upstream 404 raises NotFoundError", upstream_error_is_typed),
     ("bad token raises AuthenticationError", bad_token_is_typed),
+    ("responses API with cached and reasoning tokens", responses_non_stream),
+    ("responses API stream on the flex tier", responses_stream_flex),
+    ("detail report matches the invoice", detail_report_matches_the_invoice),
     ("/1/usages adds up", usages_add_up),
 ]:
     check(name, fn)
