@@ -438,13 +438,22 @@ fn responses(mock: &Mock, body: &[u8]) -> Response<MockBody> {
         return json_response(Bytes::from(response("completed", true).to_string()));
     }
     let events: Vec<Bytes> = [
-        ("response.created", json!({"type": "response.created", "sequence_number": 0,
-            "response": response("in_progress", false)})),
-        ("response.output_text.delta", json!({"type": "response.output_text.delta",
+        (
+            "response.created",
+            json!({"type": "response.created", "sequence_number": 0,
+            "response": response("in_progress", false)}),
+        ),
+        (
+            "response.output_text.delta",
+            json!({"type": "response.output_text.delta",
             "sequence_number": 1, "item_id": "msg_mock", "output_index": 0, "content_index": 0,
-            "delta": "Hello"})),
-        ("response.completed", json!({"type": "response.completed", "sequence_number": 2,
-            "response": response("completed", true)})),
+            "delta": "Hello"}),
+        ),
+        (
+            "response.completed",
+            json!({"type": "response.completed", "sequence_number": 2,
+            "response": response("completed", true)}),
+        ),
     ]
     .into_iter()
     .map(|(name, data)| Bytes::from(format!("event: {name}\ndata: {data}\n\n")))

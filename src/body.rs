@@ -6,10 +6,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::error::BoxError;
@@ -93,8 +92,10 @@ pub enum ReadError {
     Io(String),
 }
 
-/// Reads a whole request body of at most `limit` bytes within `deadline` (from now). A body
-/// that arrives in one frame (the common case for JSON requests) is returned without a copy.
+/// Reads a whole request body of at most `limit` bytes (at most
+/// [`crate::upload::MEMORY_LIMIT`]: this is for bodies that are used whole, like the admin
+/// API's JSON) within `deadline` (from now). A body that arrives in one frame is returned
+/// without a copy.
 ///
 /// The deadline bounds the whole body, not each frame: a client trickling a byte at a time
 /// must not hold a connection and a buffer for ever.
@@ -103,46 +104,9 @@ pub async fn read_limited(
     limit: usize,
     deadline: Duration,
 ) -> Result<Bytes, ReadError> {
-    tokio::time::timeout(deadline, read_all(body, limit))
-        .await
-        .unwrap_or(Err(ReadError::TimedOut))
-}
-
-async fn read_all(mut body: Incoming, limit: usize) -> Result<Bytes, ReadError> {
-    let hint = body.size_hint();
-    if hint.lower() > limit as u64 {
-        return Err(ReadError::TooLarge);
+    let limit = limit.min(crate::upload::MEMORY_LIMIT);
+    match crate::upload::read(body, limit, deadline).await? {
+        crate::upload::RequestBody::Memory(bytes) => Ok(bytes),
+        crate::upload::RequestBody::Spooled(_) => Err(ReadError::TooLarge),
     }
-    let mut first: Option<Bytes> = None;
-    let mut rest: Option<BytesMut> = None;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ReadError::Io(e.to_string()))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        // `rest`, once started, already holds `first`.
-        let so_far = match (&first, &rest) {
-            (_, Some(buf)) => buf.len(),
-            (Some(f), None) => f.len(),
-            (None, None) => 0,
-        };
-        if so_far + data.len() > limit {
-            return Err(ReadError::TooLarge);
-        }
-        match (&mut first, &mut rest) {
-            (None, _) => first = Some(data),
-            (Some(f), None) => {
-                let capacity = (hint.lower() as usize).clamp(f.len() + data.len(), limit);
-                let mut buf = BytesMut::with_capacity(capacity);
-                buf.extend_from_slice(f);
-                buf.extend_from_slice(&data);
-                rest = Some(buf);
-            }
-            (Some(_), Some(buf)) => buf.extend_from_slice(&data),
-        }
-    }
-    Ok(match rest {
-        Some(buf) => buf.freeze(),
-        None => first.unwrap_or_default(),
-    })
 }

@@ -10,8 +10,8 @@ use rusqlite::params;
 use rust_decimal::Decimal;
 
 use super::usage::{
-    rebuild_rollups, record_from_row, roll_up, Level, UsageRecord, DAILY, DAILY_USER_MODEL,
-    MONTHLY, SELECT_RECORD, SUM_COLUMNS,
+    rebuild_rollups, record_from_row, roll_up, summed_select, Level, UsageRecord, DAILY,
+    DAILY_USER_MODEL, MONTHLY, SELECT_RECORD, SUM_COLUMNS,
 };
 use super::{Store, StoreError};
 
@@ -113,16 +113,9 @@ impl Store {
         } else {
             format!("GROUP BY {0} ORDER BY {0}", cols.join(", "))
         };
-        let sums: Vec<String> = SUM_COLUMNS
-            .iter()
-            .map(|c| match *c {
-                "cost" => "decimal_sum(cost)".to_string(),
-                c => format!("SUM({c})"),
-            })
-            .collect();
         let sql = format!(
             "SELECT user_id, model, key_id, day, tier, {} FROM ({}) {group}",
-            sums.join(", "),
+            summed_select(),
             plan.sources()
         );
         // Exact to the last committed record: fold what the recorder has not folded yet.

@@ -296,8 +296,8 @@ const REBUILD_DAILY: &str = "INSERT INTO usage_daily
   FROM usage WHERE created_at >= ?1 AND created_at < ?2
   GROUP BY 1, 2, 3, 4, 5";
 
-/// The sums of a coarser level's rows, from the daily rollup.
-fn summed_select() -> String {
+/// The summed columns as SQL aggregates (`SUM(...)`, `decimal_sum(cost)`), in table order.
+pub(super) fn summed_select() -> String {
     SUM_COLUMNS
         .iter()
         .map(|c| match *c {

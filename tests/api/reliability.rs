@@ -23,6 +23,32 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// `catgate --config CONFIG` as a child process (env overrides removed), stderr to `log`.
+fn serve(config: &std::path::Path, log: Stdio) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_catgate"))
+        .args(["--config", config.to_str().unwrap()])
+        .env_remove("CATGATE_DATABASE")
+        .env_remove("CATGATE_LISTEN")
+        .env_remove("PORT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `base` answers `/healthz` (20 s at most).
+async fn wait_ready(http: &reqwest::Client, base: &str) {
+    let started = Instant::now();
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "catgate did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_under_load_loses_no_completed_request() {
     let mock = Mock::start().await;
@@ -51,26 +77,10 @@ async fn kill_9_under_load_loses_no_completed_request() {
     )
     .unwrap();
     let log = std::fs::File::create(dir.path().join("catgate.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_catgate"))
-        .args(["--config", config.to_str().unwrap()])
-        .env_remove("CATGATE_DATABASE")
-        .env_remove("CATGATE_LISTEN")
-        .env_remove("PORT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = serve(&config, log.into());
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let started = Instant::now();
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "catgate did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready(&http, &base).await;
     let init = http
         .post(format!("{base}/1/users/init"))
         .send()
@@ -130,24 +140,8 @@ async fn kill_9_under_load_loses_no_completed_request() {
     let completed = completed.lock().unwrap().clone();
     assert!(completed.len() > 50, "too little load: {}", completed.len());
     // Start again: the journal is replayed into the database; then stop cleanly.
-    let mut again = Command::new(env!("CARGO_BIN_EXE_catgate"))
-        .args(["--config", config.to_str().unwrap()])
-        .env_remove("CATGATE_DATABASE")
-        .env_remove("CATGATE_LISTEN")
-        .env_remove("PORT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "catgate did not restart"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut again = serve(&config, Stdio::null());
+    wait_ready(&http, &base).await;
     let term = Command::new("kill")
         .args(["-TERM", &again.id().to_string()])
         .status()
@@ -335,14 +329,7 @@ async fn near_the_descriptor_limit_idle_connections_make_room_for_new_clients() 
         .build()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "catgate did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready(&http, &base).await;
     // Clients that connect and never send a request: more than the limit allows.
     let mut idle = Vec::new();
     for _ in 0..80 {
