@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::connections::{self, Connections, TrackedBody};
@@ -27,7 +26,9 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30));
-    let graceful = GracefulShutdown::new();
+    // Told to every connection at shutdown: finish the request in flight, then close.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
     let mut accept_errors = AcceptErrors::default();
     let conns = Arc::new(Connections::default());
     // Each proxied request also holds an upstream socket, and SQLite and the runtime need a
@@ -40,9 +41,13 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
                 let stream = match accepted {
                     Ok((stream, _)) => stream,
                     Err(e) => {
-                        // Usually EMFILE: close idle connections to make room, and back off
-                        // instead of spinning.
-                        let shed = conns.shed_idle((conns.len() / 10).max(16));
+                        // Out of descriptors (EMFILE, ENFILE): close idle connections to make
+                        // room. Any accept error: back off instead of spinning.
+                        let out_of_fds = matches!(e.raw_os_error(), Some(23 | 24));
+                        let shed = match out_of_fds {
+                            true => conns.shed_idle((conns.len() / 10).max(16)),
+                            false => 0,
+                        };
                         if let Some(suppressed) = accept_errors.log_now(Instant::now()) {
                             tracing::warn!(error = %e, suppressed, idle_closed = shed, "accept failed");
                         }
@@ -68,15 +73,31 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
                     }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
                 let conns = conns.clone();
-                tokio::spawn(async move {
-                    tokio::select! {
-                        ended = conn => if let Err(e) = ended {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        },
-                        _ = state.shed.notified() => {
-                            tracing::debug!("idle connection closed to make room for new clients");
+                let mut stop = stop_rx.clone();
+                while tasks.try_join_next().is_some() {}
+                tasks.spawn(async move {
+                    let mut conn = std::pin::pin!(conn);
+                    let mut closing = false;
+                    // A shed or a shutdown closes the connection the graceful way: at once when
+                    // it is idle, else after the answer in flight (never cut mid-stream).
+                    loop {
+                        tokio::select! {
+                            ended = conn.as_mut() => {
+                                if let Err(e) = ended {
+                                    tracing::debug!(error = %e, "connection ended with an error");
+                                }
+                                break;
+                            }
+                            _ = state.shed.notified(), if !closing => {
+                                tracing::debug!("idle connection closed to make room for new clients");
+                                conn.as_mut().graceful_shutdown();
+                                closing = true;
+                            }
+                            _ = stop.changed(), if !closing => {
+                                conn.as_mut().graceful_shutdown();
+                                closing = true;
+                            }
                         }
                     }
                     conns.remove(id);
@@ -89,9 +110,18 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     refresh.abort();
     tracing::info!("shutting down: waiting for in-flight requests");
     let grace = app.config.shutdown_grace;
-    tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
-        _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "grace period over; closing anyway"),
+    let _ = stop_tx.send(true);
+    let drained = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, drained).await.is_ok() {
+        tracing::info!("all connections closed");
+    } else {
+        tracing::warn!(
+            ?grace,
+            "grace period over; closing the remaining connections"
+        );
+        // Dropping them records what each answer showed so far, before the recorder stops.
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
     }
     app.recorder.shutdown().await;
     let store = app.store.clone();

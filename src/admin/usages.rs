@@ -1,6 +1,7 @@
 //! `/1/usages` (root: everyone's totals), `/1/me/usages` (the caller's own), and the detail
-//! report `/1/usages/detail` / `/1/me/usages/detail` (grouped, JSON or CSV). All read the daily
-//! rollup, so they answer in milliseconds over a year of records.
+//! report `/1/usages/detail` / `/1/me/usages/detail` (grouped, JSON or CSV). All read the
+//! rollups, so they answer in milliseconds over a year of records, after flushing the recorder:
+//! every answer a client has received is in the report it asks for next.
 
 use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
@@ -60,6 +61,7 @@ fn query_window(query: &str) -> Result<(String, String), AdminError> {
 
 pub async fn all(app: &App, _root: Caller, query: &str) -> Answer {
     let (from, to) = query_window(query)?;
+    app.recorder.flush().await;
     let totals = AppState::blocking(app, move |s| s.store.usage_totals(&from, &to)).await?;
     let rows: Vec<UsageRow> = totals.into_iter().map(row).collect();
     Ok(json(StatusCode::OK, &rows))
@@ -67,6 +69,7 @@ pub async fn all(app: &App, _root: Caller, query: &str) -> Answer {
 
 pub async fn mine(app: &App, caller: Caller, query: &str) -> Answer {
     let (from, to) = query_window(query)?;
+    app.recorder.flush().await;
     let total = AppState::blocking(app, move |s| {
         s.store.user_usage_total(caller.user_id, &from, &to)
     })
@@ -85,6 +88,7 @@ pub async fn detail(app: &App, only: Option<i64>, query: &str) -> Answer {
         None => Format::Json,
         Some(text) => Format::parse(&text, false).map_err(AdminError::BadRequest)?,
     };
+    app.recorder.flush().await;
     let (from_day, to_day) = (from.clone(), to.clone());
     let report_dims = dims.clone();
     let rows = AppState::blocking(app, move |s| {

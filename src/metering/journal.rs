@@ -155,14 +155,24 @@ pub fn replay(store: &Store, base: &Path, delete_before: u64) -> Replayed {
     let mut done = Replayed::default();
     let mut failed = false;
     for (n, path) in segments(base) {
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // Unreadable now is not empty: keep it (and everything after) for a retry.
+                tracing::error!(error = %e, path = %path.display(), "cannot read a usage journal segment");
+                failed = true;
+                done.left += 1;
+                continue;
+            }
         };
         let mut records = Vec::new();
         let mut bad = 0;
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let lines: Vec<&[u8]> = bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.trim_ascii().is_empty())
+            .collect();
         for (i, line) in lines.iter().enumerate() {
-            match serde_json::from_str::<UsageRecord>(line) {
+            match serde_json::from_slice::<UsageRecord>(line) {
                 Ok(r) => records.push(r),
                 // The last line of a segment still being written may be incomplete.
                 Err(_) if i + 1 == lines.len() && n >= delete_before => {}

@@ -21,7 +21,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -68,6 +68,13 @@ pub struct Health {
     pub last_error: Option<String>,
 }
 
+struct Log {
+    journal: Journal,
+    /// `None` once shut down: later records go to the journal only, into a segment the writer
+    /// never deletes, and are replayed on the next start.
+    to_writer: Option<mpsc::Sender<ToWriter>>,
+}
+
 /// Handle to the recorder; cheap to clone.
 #[derive(Clone)]
 pub struct Recorder {
@@ -77,11 +84,12 @@ pub struct Recorder {
 struct Inner {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// The journal and the channel to the writer, under one lock so that the channel's order
-    /// is the journal's. `None` once shut down: later records go to the journal only (and are
-    /// replayed on the next start).
-    log: Mutex<Option<(Journal, mpsc::Sender<ToWriter>)>>,
+    /// is the journal's.
+    log: Mutex<Log>,
     written: AtomicU64,
     journal_errors: AtomicU64,
+    /// Records being settled on the blocking pool; shutdown waits for them.
+    settling: AtomicUsize,
     health: Mutex<Health>,
     journal: PathBuf,
     settler: Arc<Settler>,
@@ -92,21 +100,23 @@ impl Recorder {
     /// `journal` is the journal's base path (`<db>.usage-spool.jsonl` or in `spool_dir`).
     pub fn start(store: Store, settler: Settler, journal: PathBuf) -> std::io::Result<Recorder> {
         let (to_writer, writer_rx) = mpsc::channel();
+        let left = journal::replay(&store, &journal, u64::MAX).left;
+        let log = Log {
+            journal: Journal::open(&journal),
+            to_writer: Some(to_writer),
+        };
         let inner = Arc::new(Inner {
             threads: Mutex::new(Vec::new()),
-            log: Mutex::new(None),
+            log: Mutex::new(log),
             written: AtomicU64::new(0),
             journal_errors: AtomicU64::new(0),
+            settling: AtomicUsize::new(0),
             health: Mutex::new(Health::default()),
             journal,
             settler: Arc::new(settler),
         });
-        let left = journal::replay(&store, &inner.journal, u64::MAX).left;
         if let Ok(mut h) = inner.health.lock() {
             h.spooled = left as u64;
-        }
-        if let Ok(mut log) = inner.log.lock() {
-            *log = Some((Journal::open(&inner.journal), to_writer));
         }
         let writer_inner = inner.clone();
         let writer = std::thread::Builder::new()
@@ -140,9 +150,11 @@ impl Recorder {
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 let this = self.clone();
+                self.inner.settling.fetch_add(1, Ordering::SeqCst);
                 rt.spawn_blocking(move || {
                     let record = settle(&this.inner.settler, finished);
                     this.send(record, done);
+                    this.inner.settling.fetch_sub(1, Ordering::SeqCst);
                 });
             }
             Err(_) => {
@@ -156,10 +168,11 @@ impl Recorder {
     fn send(&self, record: UsageRecord, done: Option<oneshot::Sender<()>>) {
         {
             let mut log = self.inner.log.lock().unwrap_or_else(|p| p.into_inner());
-            match log.as_mut() {
-                Some((journal, to_writer)) => {
-                    let before = journal.current();
-                    let appended = journal.append(std::slice::from_ref(&record));
+            let Log { journal, to_writer } = &mut *log;
+            let before = journal.current();
+            let appended = journal.append(std::slice::from_ref(&record));
+            match to_writer {
+                Some(to_writer) => {
                     if journal.current() != before {
                         // The segment filled up (or failed) and a new one began: the old one
                         // gets no more records. Said before this record, in journal order.
@@ -179,14 +192,13 @@ impl Recorder {
                     let records = vec![record];
                     let _ = to_writer.send(ToWriter::Records { records, journaled });
                 }
-                None => {
-                    // Only after shutdown: keep the record anyway, for the next start.
-                    tracing::warn!(request_id = %record.request_id, "recorder stopped; journaling a late usage record");
-                    let mut late = Journal::open(&self.inner.journal);
-                    if let Err(e) = late.append(std::slice::from_ref(&record)) {
-                        log_only(&self.inner, &[record], &e);
+                // After shutdown: the journal keeps it for the next start.
+                None => match appended {
+                    Ok(_) => {
+                        tracing::warn!(request_id = %record.request_id, "recorder stopped; usage record kept in the journal for the next start")
                     }
-                }
+                    Err(e) => log_only(&self.inner, &[record], &e),
+                },
             }
         }
         if let Some(done) = done {
@@ -205,7 +217,9 @@ impl Recorder {
     /// Sends `msg` to the writer in journal order; false once shut down.
     fn to_writer(&self, msg: ToWriter) -> bool {
         let log = self.inner.log.lock().unwrap_or_else(|p| p.into_inner());
-        log.as_ref().is_some_and(|(_, tx)| tx.send(msg).is_ok())
+        log.to_writer
+            .as_ref()
+            .is_some_and(|tx| tx.send(msg).is_ok())
     }
 
     /// Resolves once everything recorded before the call is in the database and the rollups.
@@ -238,12 +252,21 @@ impl Recorder {
 
     /// Writes everything queued, then stops the writer and waits for it.
     pub async fn shutdown(&self) {
+        // Estimates still being settled would be cancelled with the runtime: wait for them
+        // (bounded; a record settled later still reaches the journal).
+        for _ in 0..2000 {
+            if self.inner.settling.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         {
             let mut log = self.inner.log.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((mut journal, to_writer)) = log.take() {
-                // Close the last segment, so the writer can delete it once all is committed.
-                journal.rotate();
-                let _ = to_writer.send(ToWriter::Rotated(journal.current()));
+            if let Some(to_writer) = log.to_writer.take() {
+                // Close the last segment, so the writer can delete it once all is committed;
+                // anything recorded later goes to a newer segment, which it never deletes.
+                log.journal.rotate();
+                let _ = to_writer.send(ToWriter::Rotated(log.journal.current()));
                 let _ = to_writer.send(ToWriter::Shutdown);
             }
         }
@@ -265,7 +288,8 @@ impl Recorder {
     /// Closes the journal's current segment (the writer calls this when idle).
     fn rotate_idle(inner: &Inner) {
         let mut log = inner.log.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((journal, to_writer)) = log.as_mut() {
+        let Log { journal, to_writer } = &mut *log;
+        if let Some(to_writer) = to_writer {
             let before = journal.current();
             journal.rotate();
             if journal.current() != before {
@@ -404,8 +428,8 @@ impl Writer {
         let _ = self.store.roll_up();
         if !self.unjournaled.is_empty() {
             let left: Vec<UsageRecord> = self.unjournaled.drain(..).collect();
-            let mut log = Journal::open(&self.inner.journal);
-            if let Err(e) = log.append(&left) {
+            let mut log = self.inner.log.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = log.journal.append(&left) {
                 log_only(&self.inner, &left, &e);
             }
         }

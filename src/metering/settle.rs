@@ -203,13 +203,13 @@ fn measure(settler: &Settler, f: &Finished) -> Measured {
         .as_deref()
         .or(f.request_model.as_deref())
         .unwrap_or("");
-    let usage = match tokenizer() {
-        Some(tok) => Usage::plain(
-            tok.prompt_tokens(name, &f.request_body.contents_blocking()),
-            tok.count(name, &completion_text),
-        ),
-        None => Usage::default(),
+    let Some(tok) = tokenizer() else {
+        return none(model, tier);
     };
+    let usage = Usage::plain(
+        tok.prompt_tokens(name, &f.request_body.contents_blocking()),
+        tok.count(name, &completion_text),
+    );
     Measured {
         usage,
         source: UsageSource::Estimated,
@@ -247,12 +247,13 @@ pub fn cost_of(
     if source == UsageSource::None && token_route {
         return None;
     }
-    match prices.cost(model, tier, usage) {
-        Some(c) => Some(c),
-        None => {
-            let billable = token_route || BILLED_OTHERWISE.iter().any(|p| route.starts_with(p));
-            (usage.is_zero() && !billable).then_some(Decimal::ZERO)
-        }
+    let billable = token_route || BILLED_OTHERWISE.iter().any(|p| route.starts_with(p));
+    match prices.lookup(model) {
+        // A billable answer that showed no tokens and has no per-request price (speech as
+        // audio bytes, a transcription as plain text) cannot be priced: unpriced, not $0.
+        Some((_, price)) if billable && usage.is_zero() && price.per_request.is_none() => None,
+        Some(_) => prices.cost(model, tier, usage),
+        None => (usage.is_zero() && !billable).then_some(Decimal::ZERO),
     }
 }
 

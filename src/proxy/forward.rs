@@ -125,7 +125,15 @@ pub async fn send(
             }
         }
     }
-    let (Some((attempt, key)), Some(mut finished)) = (last, in_flight.record.take()) else {
+    let Some(mut finished) = in_flight.record.take() else {
+        return Err(ProxyError::NoUpstreamKey);
+    };
+    let Some((attempt, key)) = last else {
+        // No key could serve it: still one record (api.md), with no key and status 503.
+        finished.status = 503;
+        finished.request_body = RequestBody::default();
+        let done = app.recorder.record_durable(finished);
+        let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
         return Err(ProxyError::NoUpstreamKey);
     };
     match attempt {

@@ -337,3 +337,23 @@ async fn failed_answers_cost_nothing_and_count_as_failed() {
     assert_eq!(rows[0]["failedRequests"], 1);
     assert_eq!(rows[0]["requests"], 1);
 }
+
+#[tokio::test]
+async fn a_priced_model_answered_without_tokens_is_unpriced_not_free() {
+    let app = spawn_app().await;
+    let (_, member) = app.with_team(1).await;
+    // gpt-4o-mini-tts is priced per token, but speech comes back as audio bytes: nothing to
+    // count, so the record is unpriced rather than $0.
+    let mut speech = Reply::json(200, Value::Null);
+    speech.headers = vec![("content-type".into(), "audio/mpeg".into())];
+    speech.parts = vec![Part::Bytes(bytes::Bytes::from_static(b"ID3 fake mp3"))];
+    app.mock.push(speech);
+    let body = json!({"model": "gpt-4o-mini-tts", "input": "hi", "voice": "alloy"});
+    let (status, _) = app.post("/v1/audio/speech", &member, body).await;
+    assert_eq!(status, 200);
+    let r = app.usage_rows(1).await.pop().unwrap();
+    assert_eq!(
+        (r.model.as_str(), r.cost, r.total_tokens),
+        ("gpt-4o-mini-tts", None, 0)
+    );
+}

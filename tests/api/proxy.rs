@@ -107,7 +107,7 @@ async fn azure_style_api_key_header_authenticates() {
 }
 
 #[tokio::test]
-async fn no_key_is_503_and_not_metered() {
+async fn no_key_is_503_with_one_zero_cost_record_without_a_key() {
     let app = spawn_app().await;
     let (_, member) = app.with_team(0).await;
     let (status, body) = app
@@ -115,7 +115,16 @@ async fn no_key_is_503_and_not_metered() {
         .await;
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "no_upstream_key");
-    assert_eq!(app.app.store.usage_records(10).unwrap().len(), 0);
+    // api.md: every request that passed auth writes one record; key null if none was tried.
+    let rows = app.usage_rows(1).await;
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!((r.status, r.key_id, r.attempts), (503, None, 0));
+    assert_eq!(
+        (r.cost_text(), r.usage_source.as_str()),
+        ("0".to_string(), "none")
+    );
+    assert!(app.mock.received().is_empty());
 }
 
 #[tokio::test]
