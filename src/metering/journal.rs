@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::store::usage::UsageRecord;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// A segment is closed and a new one started past this size.
 const SEGMENT_BYTES: u64 = 8 << 20;
@@ -139,6 +139,40 @@ pub fn remove_before(base: &Path, before: u64) {
     }
 }
 
+/// Inserts `records`; when the database refuses the data itself (a constraint), inserts them
+/// one by one and sets the refused ones aside in `<base>.rejected` (and the error log), so one
+/// bad record can never hold back the ones after it. Other errors (locked, full) are returned.
+pub fn insert(store: &Store, base: &Path, records: &[UsageRecord]) -> Result<usize, StoreError> {
+    match store.insert_usage(records) {
+        Err(e) if e.is_refused_data() => {}
+        other => return other,
+    }
+    let mut inserted = 0;
+    for record in records {
+        match store.insert_usage(std::slice::from_ref(record)) {
+            Ok(n) => inserted += n,
+            Err(e) if e.is_refused_data() => set_aside(base, record, &e),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(inserted)
+}
+
+fn set_aside(base: &Path, record: &UsageRecord, e: &StoreError) {
+    let line = serde_json::to_string(record).unwrap_or_default();
+    tracing::error!(error = %e, request_id = %record.request_id, "the database refused a usage record; set aside in the .rejected file: {line}");
+    let mut name = base.as_os_str().to_os_string();
+    name.push(".rejected");
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(PathBuf::from(name))
+        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    if let Err(e) = written {
+        tracing::error!(error = %e, "cannot write the .rejected file; the record is only in the line above");
+    }
+}
+
 /// What a replay did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Replayed {
@@ -192,7 +226,7 @@ pub fn replay(store: &Store, base: &Path, delete_before: u64) -> Replayed {
         }
         let mut inserted = 0;
         for chunk in records.chunks(4096) {
-            match store.insert_usage(chunk) {
+            match insert(store, base, chunk) {
                 Ok(k) => inserted += k,
                 Err(e) => {
                     tracing::warn!(error = %e, "usage journal replay paused: the database is not taking writes");
@@ -220,4 +254,86 @@ pub fn replay(store: &Store, base: &Path, delete_before: u64) -> Replayed {
         );
     }
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::usage::UsageSource;
+
+    fn record(id: &str, user_id: i64) -> UsageRecord {
+        UsageRecord {
+            request_id: id.into(),
+            user_id,
+            key_id: None,
+            model: "gpt-4o-mini".into(),
+            route: "/v1/chat/completions".into(),
+            prompt_tokens: 9,
+            cached_tokens: 0,
+            cache_write_tokens: 0,
+            audio_input_tokens: 0,
+            completion_tokens: 12,
+            reasoning_tokens: 0,
+            audio_output_tokens: 0,
+            total_tokens: 21,
+            service_tier: None,
+            usage_source: UsageSource::Upstream,
+            cost: Some("0.00000855".parse().unwrap()),
+            stream: false,
+            status: 200,
+            latency_ms: 1,
+            attempts: 1,
+            created_at: "2026-11-27T12:00:00.000000Z".into(),
+        }
+    }
+
+    #[test]
+    fn a_refused_record_is_set_aside_and_the_others_get_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        let root = store.init_root().unwrap().unwrap();
+        let base = dir.path().join("c.db.usage-spool.jsonl");
+        let records = [record("a", root.id), record("b", 999), record("c", root.id)];
+        assert_eq!(insert(&store, &base, &records).unwrap(), 2);
+        let rejected = std::fs::read_to_string(dir.path().join("c.db.usage-spool.jsonl.rejected"));
+        let rejected = rejected.unwrap();
+        assert_eq!(rejected.lines().count(), 1);
+        assert!(rejected.contains(r#""request_id":"b""#), "{rejected}");
+        // A replayed duplicate is ignored, never an error.
+        assert_eq!(insert(&store, &base, &records[..1]).unwrap(), 0);
+    }
+
+    #[test]
+    fn segments_replay_once_and_torn_lines_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        let root = store.init_root().unwrap().unwrap();
+        let base = dir.path().join("c.db.usage-spool.jsonl");
+        let mut log = Journal::open(&base);
+        log.append(&[record("a", root.id), record("b", root.id)])
+            .unwrap();
+        log.rotate();
+        // A write cut short by a crash: half a line, not valid UTF-8 either.
+        let torn = segment_path(&base, log.current());
+        std::fs::write(
+            &torn,
+            [
+                &br#"{"request_id":"c","user_id":1,"model":"gpt-"#[..],
+                &[0xe2, 0x82],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let done = replay(&store, &base, u64::MAX);
+        assert_eq!(
+            done,
+            Replayed {
+                inserted: 2,
+                left: 0
+            }
+        );
+        assert!(segments(&base).is_empty(), "replayed segments are deleted");
+        assert_eq!(replay(&store, &base, u64::MAX), Replayed::default());
+        assert_eq!(store.usage_records(10).unwrap().len(), 2);
+    }
 }

@@ -442,7 +442,7 @@ impl Writer {
             return true;
         }
         for chunk in batch.chunks(BATCH) {
-            match self.store.insert_usage(chunk) {
+            match journal::insert(&self.store, &self.inner.journal, chunk) {
                 Ok(_) => {
                     self.inner
                         .written
@@ -482,7 +482,7 @@ impl Writer {
         while !self.unjournaled.is_empty() {
             let n = self.unjournaled.len().min(BATCH);
             let chunk: Vec<UsageRecord> = self.unjournaled.iter().take(n).cloned().collect();
-            match self.store.insert_usage(&chunk) {
+            match journal::insert(&self.store, &self.inner.journal, &chunk) {
                 Ok(_) => {
                     self.unjournaled.drain(..n);
                     self.inner.written.fetch_add(n as u64, Ordering::Relaxed);

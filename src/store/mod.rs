@@ -39,6 +39,15 @@ pub enum StoreError {
     Join,
 }
 
+impl StoreError {
+    /// The data itself was refused (a constraint, e.g. a record naming a user the database
+    /// does not have): retrying the same write can never succeed, unlike a lock or a full disk.
+    pub fn is_refused_data(&self) -> bool {
+        matches!(self, StoreError::Db(rusqlite::Error::SqliteFailure(f, _))
+            if f.code == rusqlite::ErrorCode::ConstraintViolation)
+    }
+}
+
 type Migration = fn(&rusqlite::Transaction<'_>) -> Result<(), StoreError>;
 
 /// Migrations in order; `user_version` = number applied. Append, never edit.
