@@ -9,6 +9,9 @@ use std::borrow::Cow;
 use bytes::{Bytes, BytesMut};
 use memchr::memchr2;
 
+/// Longest event kept whole; real events are a few hundred bytes.
+pub const MAX_EVENT: usize = 1 << 20;
+
 /// Finds event boundaries across chunk borders; see the module docs.
 #[derive(Debug)]
 pub struct SseSplitter {
@@ -47,6 +50,10 @@ impl SseSplitter {
     ///
     /// An event whose blank line ends in '\r' exactly at the end of `chunk` is held until the
     /// next byte arrives (or `finish`), since that byte may be the '\n' of a "\r\n".
+    ///
+    /// An event that grows past [`MAX_EVENT`] without ending is handed out in pieces as it
+    /// arrives (a hostile upstream cannot make catgate hold more than that per stream); the
+    /// pieces still concatenate to the input.
     pub fn push(&mut self, chunk: Bytes, mut f: impl FnMut(Bytes)) {
         let mut start = 0;
         if !self.buf.is_empty() {
@@ -58,6 +65,7 @@ impl SseSplitter {
                 }
                 None => {
                     self.buf.extend_from_slice(&chunk);
+                    self.spill_oversized(&mut f);
                     return;
                 }
             }
@@ -68,6 +76,15 @@ impl SseSplitter {
         }
         if start < chunk.len() {
             self.buf.extend_from_slice(&chunk[start..]);
+            self.spill_oversized(&mut f);
+        }
+    }
+
+    /// Hands out the buffered part of an event that outgrew [`MAX_EVENT`]; the scan state
+    /// carries on, so the rest of the event is found and handed out as it arrives.
+    fn spill_oversized(&mut self, f: &mut impl FnMut(Bytes)) {
+        if self.buf.len() > MAX_EVENT {
+            f(self.buf.split().freeze());
         }
     }
 
@@ -305,5 +322,25 @@ mod tests {
         let (events, rest) = split(&pieces);
         let all: Vec<Bytes> = events.into_iter().chain(rest).collect();
         assert!(all.iter().map(|b| &b[..]).eq(want.iter().map(|v| &v[..])));
+    }
+
+    #[test]
+    fn an_endless_event_is_handed_out_in_bounded_pieces() {
+        let mut splitter = SseSplitter::new();
+        let mut input = Vec::new();
+        let mut pieces: Vec<Bytes> = Vec::new();
+        let huge = format!("data: {}", "x".repeat(3 << 20));
+        for part in huge
+            .as_bytes()
+            .chunks(64 * 1024)
+            .chain([&b"\n\ndata: ok\n\n"[..]])
+        {
+            input.extend_from_slice(part);
+            splitter.push(Bytes::copy_from_slice(part), |e| pieces.push(e));
+            assert!(splitter.buf.len() <= MAX_EVENT + 64 * 1024);
+        }
+        assert!(pieces.iter().all(|p| p.len() <= MAX_EVENT + 64 * 1024));
+        assert_eq!(pieces.last().map(|p| &p[..]), Some(&b"data: ok\n\n"[..]));
+        assert_eq!(pieces.concat(), input, "pieces concatenate to the input");
     }
 }
