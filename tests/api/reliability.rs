@@ -23,18 +23,43 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// A child process that is killed when dropped, so a failing test leaves nothing running.
+struct Killed(std::process::Child);
+
+impl std::ops::Deref for Killed {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Killed {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `catgate --config CONFIG` as a child process (env overrides removed), stderr to `log`.
-fn serve(config: &std::path::Path, log: Stdio) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_catgate"))
-        .args(["--config", config.to_str().unwrap()])
-        .env_remove("CATGATE_DATABASE")
-        .env_remove("CATGATE_LISTEN")
-        .env_remove("PORT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+fn serve(config: &std::path::Path, log: Stdio) -> Killed {
+    Killed(
+        Command::new(env!("CARGO_BIN_EXE_catgate"))
+            .args(["--config", config.to_str().unwrap()])
+            .env_remove("CATGATE_DATABASE")
+            .env_remove("CATGATE_LISTEN")
+            .env_remove("PORT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Waits until `base` answers `/healthz` (20 s at most).
@@ -314,16 +339,18 @@ async fn near_the_descriptor_limit_idle_connections_make_room_for_new_clients() 
         env!("CARGO_BIN_EXE_catgate"),
         config.display()
     );
-    let mut child = Command::new("sh")
-        .args(["-c", &script])
-        .env_remove("CATGATE_LISTEN")
-        .env_remove("CATGATE_DATABASE")
-        .env_remove("PORT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Killed(
+        Command::new("sh")
+            .args(["-c", &script])
+            .env_remove("CATGATE_LISTEN")
+            .env_remove("CATGATE_DATABASE")
+            .env_remove("PORT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()
