@@ -75,14 +75,31 @@ impl AppState {
             .map_err(|_| StoreError::Join)?
     }
 
-    pub fn reload_users_blocking(&self) -> Result<(), StoreError> {
+    /// Runs an admin change off the runtime, then reloads the token index and the key pool
+    /// before answering: the one way handlers write, so no caller can forget a reload and the
+    /// next request already sees the change.
+    pub async fn write<T, F>(app: &App, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        AppState::blocking(app, move |s| {
+            let done = f(&s.store)?;
+            s.reload_users_blocking()?;
+            s.reload_keys_blocking()?;
+            Ok(done)
+        })
+        .await
+    }
+
+    fn reload_users_blocking(&self) -> Result<(), StoreError> {
         let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let users = self.store.list_users(true)?;
         self.tokens.replace(&users);
         Ok(())
     }
 
-    pub fn reload_keys_blocking(&self) -> Result<(), StoreError> {
+    fn reload_keys_blocking(&self) -> Result<(), StoreError> {
         let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let keys = self.store.list_keys()?;
         self.keys.replace(keys);

@@ -69,15 +69,13 @@ pub async fn add(app: &App, input: KeyInput) -> Answer {
         (ApiType::Azure, e) => endpoint::resolve_azure(e, &name),
     }
     .map_err(|m| AdminError::BadRequest(m.to_string()))?;
-    let key = AppState::blocking(app, move |s| {
-        let key = s.store.add_key(&NewKey {
+    let key = AppState::write(app, move |store| {
+        store.add_key(&NewKey {
             key: &secret,
             name: &name,
             api_type,
             endpoint: &endpoint,
-        })?;
-        s.reload_keys_blocking()?;
-        Ok(key)
+        })
     })
     .await?;
     Ok(json(
@@ -90,14 +88,11 @@ pub async fn add(app: &App, input: KeyInput) -> Answer {
 }
 
 pub async fn delete(app: &App, _root: Caller, id: i64) -> Answer {
-    AppState::blocking(app, move |s| {
-        s.store.delete_key(id)?;
-        s.reload_keys_blocking()
-    })
-    .await
-    .map_err(|e| match e {
-        StoreError::NotFound => AdminError::NotFound("key not found".into()),
-        other => other.into(),
-    })?;
+    AppState::write(app, move |store| store.delete_key(id))
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => AdminError::NotFound("key not found".into()),
+            other => other.into(),
+        })?;
     Ok(json(StatusCode::OK, &json!({ "message": "ok" })))
 }

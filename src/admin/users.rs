@@ -15,12 +15,7 @@ use crate::store::users::ROOT_ID;
 type Answer = Result<Response<ResponseBody>, AdminError>;
 
 pub async fn init(app: &App) -> Answer {
-    let created = AppState::blocking(app, |s| {
-        let root = s.store.init_root()?;
-        s.reload_users_blocking()?;
-        Ok(root)
-    })
-    .await?;
+    let created = AppState::write(app, |store| store.init_root()).await?;
     match created {
         Some(root) => Ok(json(StatusCode::OK, &root)),
         None => Err(AdminError::Forbidden(
@@ -71,12 +66,7 @@ pub async fn add(app: &App, new: NewUser) -> Answer {
             "name must be 1 to 64 characters".into(),
         ));
     }
-    let user = AppState::blocking(app, move |s| {
-        let user = s.store.add_user(&name)?;
-        s.reload_users_blocking()?;
-        Ok(user)
-    })
-    .await?;
+    let user = AppState::write(app, move |store| store.add_user(&name)).await?;
     Ok(json(StatusCode::OK, &user))
 }
 
@@ -84,12 +74,9 @@ pub async fn delete(app: &App, _root: Caller, id: i64) -> Answer {
     if id == ROOT_ID {
         return Err(AdminError::BadRequest("root cannot be deleted".into()));
     }
-    AppState::blocking(app, move |s| {
-        s.store.delete_user(id)?;
-        s.reload_users_blocking()
-    })
-    .await
-    .map_err(user_not_found)?;
+    AppState::write(app, move |store| store.delete_user(id))
+        .await
+        .map_err(user_not_found)?;
     Ok(json(StatusCode::OK, &json!({ "message": "ok" })))
 }
 
@@ -103,13 +90,9 @@ pub async fn reset(app: &App, _root: Caller, id: i64, query: &str) -> Answer {
             ));
         }
     }
-    let user = AppState::blocking(app, move |s| {
-        let user = s.store.reset_token(id, token.as_deref())?;
-        s.reload_users_blocking()?;
-        Ok(user)
-    })
-    .await
-    .map_err(user_not_found)?;
+    let user = AppState::write(app, move |store| store.reset_token(id, token.as_deref()))
+        .await
+        .map_err(user_not_found)?;
     Ok(json(StatusCode::OK, &user))
 }
 
