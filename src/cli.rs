@@ -258,7 +258,7 @@ fn reprice_one(
     };
     cost_of(
         prices,
-        &r.route,
+        crate::route::Route::parse(&r.route),
         r.status,
         &r.model,
         r.service_tier.as_deref(),

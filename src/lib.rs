@@ -12,6 +12,7 @@ pub mod error;
 pub mod metering;
 pub mod proxy;
 pub mod report;
+pub mod route;
 pub mod router;
 pub mod server;
 pub mod state;

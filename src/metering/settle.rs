@@ -19,6 +19,7 @@ use super::pricing::PriceTable;
 use super::stream_meter::StreamOutcome;
 use super::tokenizer::Tokenizer;
 use super::usage::{self, Usage};
+use crate::route::Route;
 use crate::store::usage::{UsageRecord, UsageSource};
 use crate::upload::RequestBody;
 
@@ -57,18 +58,6 @@ pub enum Observed {
     /// A server-sent event stream.
     Stream(StreamOutcome),
 }
-
-/// Routes whose answers are billed by token.
-const TOKEN_ROUTES: &[&str] = &[
-    "/v1/chat/completions",
-    "/v1/completions",
-    "/v1/embeddings",
-    "/v1/responses",
-];
-/// Routes whose prompt and completion tiktoken can count when the upstream sent no usage.
-const ESTIMABLE: &[&str] = &["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
-/// Routes billed by something other than tokens (per image, per second of audio).
-const BILLED_OTHERWISE: &[&str] = &["/v1/images/", "/v1/audio/"];
 
 /// Default for `[metering] max_tokens_per_request`.
 pub const DEFAULT_MAX_TOKENS: u64 = 10_000_000;
@@ -196,7 +185,7 @@ fn measure(settler: &Settler, f: &Finished) -> Measured {
     let Estimate::Text(completion_text) = text else {
         return none(model, tier);
     };
-    if !ESTIMABLE.contains(&f.route.as_str()) {
+    if !Route::parse(&f.route).estimable() {
         return none(model, tier);
     }
     let name = model
@@ -233,7 +222,7 @@ fn plausible(settler: &Settler, f: &Finished, u: &Usage) -> bool {
 /// an unknown model or a successful token-billed answer that could not be measured.
 pub fn cost_of(
     prices: &PriceTable,
-    route: &str,
+    route: Route,
     status: u16,
     model: &str,
     tier: Option<&str>,
@@ -243,11 +232,10 @@ pub fn cost_of(
     if !(200..300).contains(&status) {
         return Some(Decimal::ZERO);
     }
-    let token_route = TOKEN_ROUTES.contains(&route);
-    if source == UsageSource::None && token_route {
+    if source == UsageSource::None && route.billed_by_tokens() {
         return None;
     }
-    let billable = token_route || BILLED_OTHERWISE.iter().any(|p| route.starts_with(p));
+    let billable = route.billable();
     match prices.lookup(model) {
         // A billable answer that showed no tokens and has no per-request price (speech as
         // audio bytes, a transcription as plain text) cannot be priced: unpriced, not $0.
@@ -267,7 +255,7 @@ pub fn settle(settler: &Settler, f: Finished) -> UsageRecord {
         .unwrap_or_default();
     let cost = cost_of(
         &settler.prices,
-        &f.route,
+        Route::parse(&f.route),
         f.status,
         &model,
         m.service_tier.as_deref(),

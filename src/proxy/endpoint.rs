@@ -58,16 +58,6 @@ pub fn azure_deployment(model: &str, deployments: &HashMap<String, String>) -> S
     }
 }
 
-/// The Azure operation for a `/v1` path, if Azure serves it.
-pub fn azure_operation(path: &str) -> Option<&'static str> {
-    match path {
-        "/v1/chat/completions" => Some("chat/completions"),
-        "/v1/completions" => Some("completions"),
-        "/v1/embeddings" => Some("embeddings"),
-        _ => None,
-    }
-}
-
 /// `{base}/openai/deployments/{deployment}/{op}?api-version={version}`.
 pub fn azure_url(base: &str, deployment: &str, op: &str, api_version: &str) -> String {
     let deployment = percent_encode_segment(deployment);

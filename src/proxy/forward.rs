@@ -17,6 +17,7 @@ use crate::body::ResponseBody;
 use crate::error::ProxyError;
 use crate::metering::recorder::Recorder;
 use crate::metering::settle::{Finished, Observed};
+use crate::route::Route;
 use crate::state::App;
 use crate::store::keys::ApiType;
 use crate::upload::{RequestBody, UpstreamBody};
@@ -25,6 +26,7 @@ use crate::upload::{RequestBody, UpstreamBody};
 pub struct Outbound {
     pub method: Method,
     pub path: String,
+    pub route: Route,
     pub path_and_query: String,
     pub headers: HeaderMap,
     pub body: RequestBody,
@@ -72,7 +74,7 @@ pub async fn send(
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let started = Instant::now();
     let created_at = std::time::SystemTime::now();
-    let eligible = match (endpoint::azure_operation(&out.path), &out.inspected.model) {
+    let eligible = match (out.route.azure_operation(), &out.inspected.model) {
         (Some(_), Some(_)) => Eligible::OpenAiOrAzure,
         _ => Eligible::OpenAiOnly,
     };
@@ -182,8 +184,7 @@ async fn attempt(app: &App, key: &PoolKey, out: &Outbound) -> Attempt {
             body_for(out, true).await,
         ),
         ApiType::Azure => {
-            let (Some(op), Some(model)) =
-                (endpoint::azure_operation(&out.path), &out.inspected.model)
+            let (Some(op), Some(model)) = (out.route.azure_operation(), &out.inspected.model)
             else {
                 return Attempt::Failed(ProxyError::NoUpstreamKey);
             };

@@ -19,6 +19,7 @@ use serde_json::json;
 use crate::auth::bearer_token;
 use crate::body::{json as json_body, ReadError, ResponseBody};
 use crate::error::ProxyError;
+use crate::route::Route;
 use crate::state::App;
 use crate::store::keys::ApiType;
 use crate::upload::{self, RequestBody};
@@ -29,11 +30,6 @@ pub async fn handle(app: App, req: Request<Incoming>) -> Response<ResponseBody> 
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
-}
-
-/// Routes whose streaming variant carries usage when `stream_options.include_usage` is set.
-fn streams_usage(path: &str) -> bool {
-    matches!(path, "/v1/chat/completions" | "/v1/completions")
 }
 
 async fn proxy(app: &App, req: Request<Incoming>) -> Result<Response<ResponseBody>, ProxyError> {
@@ -62,7 +58,7 @@ async fn proxy(app: &App, req: Request<Incoming>) -> Result<Response<ResponseBod
     }
     let (inspected, splice_at) = inspect(&body).await;
     let inject_usage = inspected.stream
-        && streams_usage(&path)
+        && Route::parse(&path).streams_usage()
         && inspected.include_usage != Some(true)
         && (body.in_memory().is_some() || splice_at.is_some());
     let path_and_query = parts
@@ -71,6 +67,7 @@ async fn proxy(app: &App, req: Request<Incoming>) -> Result<Response<ResponseBod
         .map_or_else(|| path.clone(), |pq| pq.as_str().to_string());
     let out = forward::Outbound {
         method: parts.method,
+        route: Route::parse(&path),
         path,
         path_and_query,
         headers: parts.headers,

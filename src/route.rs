@@ -1,0 +1,87 @@
+//! What a `/v1` request is, parsed once from its path: the one place that knows which routes
+//! stream usage, are billed by token, can be estimated, or are billed per request, and which an
+//! Azure deployment can serve. Records keep the request's path; [`Route::parse`] reads it back
+//! (e.g. for `catgate reprice`).
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+    Responses,
+    Models,
+    Images,
+    Audio,
+    Moderations,
+    Other,
+}
+
+impl Route {
+    pub fn parse(path: &str) -> Route {
+        match path {
+            "/v1/chat/completions" => Route::ChatCompletions,
+            "/v1/completions" => Route::Completions,
+            "/v1/embeddings" => Route::Embeddings,
+            "/v1/responses" => Route::Responses,
+            "/v1/models" => Route::Models,
+            "/v1/moderations" => Route::Moderations,
+            p if p.starts_with("/v1/images/") => Route::Images,
+            p if p.starts_with("/v1/audio/") => Route::Audio,
+            _ => Route::Other,
+        }
+    }
+
+    /// Streams that carry usage when `stream_options.include_usage` is set.
+    pub fn streams_usage(self) -> bool {
+        matches!(self, Route::ChatCompletions | Route::Completions)
+    }
+
+    /// Answers billed by token.
+    pub fn billed_by_tokens(self) -> bool {
+        matches!(
+            self,
+            Route::ChatCompletions | Route::Completions | Route::Embeddings | Route::Responses
+        )
+    }
+
+    /// Whose prompt and completion tiktoken can count when the upstream sent no usage.
+    pub fn estimable(self) -> bool {
+        matches!(
+            self,
+            Route::ChatCompletions | Route::Completions | Route::Embeddings
+        )
+    }
+
+    /// Billed by something the answer may not count in tokens (per image, per second).
+    pub fn billable(self) -> bool {
+        self.billed_by_tokens() || matches!(self, Route::Images | Route::Audio)
+    }
+
+    /// The Azure deployment operation serving this route, if an Azure key can.
+    pub fn azure_operation(self) -> Option<&'static str> {
+        match self {
+            Route::ChatCompletions => Some("chat/completions"),
+            Route::Completions => Some("completions"),
+            Route::Embeddings => Some("embeddings"),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(Route::parse("/v1/chat/completions"), Route::ChatCompletions);
+        assert_eq!(Route::parse("/v1/images/generations"), Route::Images);
+        assert_eq!(Route::parse("/v1/audio/speech"), Route::Audio);
+        assert_eq!(Route::parse("/v1/files"), Route::Other);
+        assert_eq!(Route::parse("/v1/chat/completions/x"), Route::Other);
+        assert!(Route::Responses.billed_by_tokens() && !Route::Responses.estimable());
+        assert!(Route::Audio.billable() && !Route::Moderations.billable());
+        assert_eq!(Route::Embeddings.azure_operation(), Some("embeddings"));
+        assert_eq!(Route::Responses.azure_operation(), None);
+    }
+}
