@@ -20,6 +20,7 @@
 //! blocking pool first and reaches the threads already priced.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::journal::{self, Journal};
-use super::settle::{settle, Finished, Observed, Settler};
+use super::settle::{settle, Finished, Settler};
 use crate::store::usage::UsageRecord;
 use crate::store::Store;
 
@@ -40,6 +41,9 @@ const BATCH: usize = 1024;
 const WINDOW: Duration = Duration::from_millis(100);
 /// Records kept in memory while neither the journal nor the database can take them.
 pub const MAX_QUEUED: usize = 100_000;
+/// Longest hold of a finished answer waiting for its record (the journal's disk is stalled);
+/// past it the answer goes out and the record follows when it can.
+pub const DURABLE_WAIT: Duration = Duration::from_secs(10);
 /// How often a degraded writer retries, and an idle journal closes its segment.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 
@@ -133,16 +137,21 @@ impl Recorder {
         self.submit(finished, None);
     }
 
-    /// Hands a finished request over; the receiver resolves once its record is in the journal
-    /// (or, with the journal's disk failing, queued for the database).
-    pub fn record_durable(&self, finished: Finished) -> oneshot::Receiver<()> {
+    /// Hands a finished request over; the future resolves once its record is in the journal
+    /// (or, with the journal's disk failing, queued for the database), or after
+    /// [`DURABLE_WAIT`] at the latest, so that an answer is never held for ever.
+    pub fn record_durable(&self, finished: Finished) -> impl Future<Output = ()> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         self.submit(finished, Some(tx));
-        rx
+        async move {
+            if tokio::time::timeout(DURABLE_WAIT, rx).await.is_err() {
+                tracing::warn!(wait = ?DURABLE_WAIT, "usage record not confirmed in time; answer released");
+            }
+        }
     }
 
     fn submit(&self, finished: Finished, done: Option<oneshot::Sender<()>>) {
-        if !needs_estimate(&finished) {
+        if !finished.needs_estimate() {
             let record = settle(&self.inner.settler, finished);
             return self.send(record, done);
         }
@@ -302,16 +311,6 @@ impl Recorder {
 /// Tells a waiting response (or flush) that its record is safe; it may have gone away.
 fn answer(done: oneshot::Sender<()>) {
     let _ = done.send(());
-}
-
-/// Whether settling needs the tokenizer (no usage was read on the response path).
-fn needs_estimate(f: &Finished) -> bool {
-    (200..300).contains(&f.status)
-        && match &f.observed {
-            Observed::Body(_) => true,
-            Observed::Stream(outcome) => outcome.usage.is_none(),
-            Observed::Nothing | Observed::Usage { .. } => false,
-        }
 }
 
 fn set_error(inner: &Inner, error: Option<String>) {

@@ -42,6 +42,19 @@ pub struct Finished {
     pub observed: Observed,
 }
 
+impl Finished {
+    /// Whether settling needs the tokenizer: a successful answer whose usage was not read on
+    /// the response path. Only then is the request body kept for the record.
+    pub fn needs_estimate(&self) -> bool {
+        (200..300).contains(&self.status)
+            && match &self.observed {
+                Observed::Body(_) => true,
+                Observed::Stream(outcome) => outcome.usage.is_none(),
+                Observed::Nothing | Observed::Usage { .. } => false,
+            }
+    }
+}
+
 /// What the response body showed.
 #[derive(Debug)]
 pub enum Observed {

@@ -134,8 +134,7 @@ pub async fn send(
         // No key could serve it: still one record (api.md), with no key and status 503.
         finished.status = 503;
         finished.request_body = RequestBody::default();
-        let done = app.recorder.record_durable(finished);
-        let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
+        app.recorder.record_durable(finished).await;
         return Err(ProxyError::NoUpstreamKey);
     };
     match attempt {
@@ -147,8 +146,7 @@ pub async fn send(
             finished.latency_ms = started.elapsed().as_millis() as u64;
             finished.request_body = RequestBody::default();
             // Like every answer, catgate's own error goes out once its row is durable.
-            let done = app.recorder.record_durable(finished);
-            let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
+            app.recorder.record_durable(finished).await;
             Err(e)
         }
         Attempt::Answer(resp) => Ok(respond(app, resp, finished, &out, started, &key)),

@@ -8,7 +8,8 @@
 //! Durability: at a clean end the body's last bytes (the last data frame of a body with a
 //! length, or the end of a chunked body) are held until the recorder says the row is
 //! committed, so a client that saw a whole answer is never missing from the bill, even after
-//! `kill -9`. The hold is bounded by [`ACK_WAIT`].
+//! `kill -9`. The hold is bounded by
+//! [`crate::metering::recorder::DURABLE_WAIT`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -45,10 +46,6 @@ impl Mode {
         Mode::Json(Box::new(JsonKeep::new(max_tokens)))
     }
 }
-
-/// Longest hold of a finished answer waiting for its row (the recorder is stuck on a locked
-/// database); past it the bytes go out and the row follows when it can.
-const ACK_WAIT: Duration = Duration::from_secs(10);
 
 type Ack = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -136,13 +133,10 @@ impl MeteredBody {
         };
         // Until the recorder writes it, a record must not pin hyper's read buffers: keep the
         // request body only when tokens must be estimated, and then as a compact copy.
-        record.request_body = match &record.observed {
-            Observed::Usage { .. } | Observed::Nothing => RequestBody::default(),
-            Observed::Stream(outcome) if outcome.usage.is_some() => RequestBody::default(),
-            _ => match &record.request_body {
-                RequestBody::Memory(b) => RequestBody::Memory(Bytes::copy_from_slice(b)),
-                spooled => spooled.clone(),
-            },
+        record.request_body = match (&record.request_body, record.needs_estimate()) {
+            (_, false) => RequestBody::default(),
+            (RequestBody::Memory(b), true) => RequestBody::Memory(Bytes::copy_from_slice(b)),
+            (spooled, true) => spooled.clone(),
         };
         record.latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Some((record, tail))
@@ -160,17 +154,13 @@ impl MeteredBody {
         let Some((record, tail)) = self.take_record(End::Complete) else {
             return;
         };
-        let done = self.recorder.record_durable(record);
+        let durable = self.recorder.record_durable(record);
         self.held = match (out.is_empty(), tail.is_empty()) {
             (_, true) => out,
             (true, false) => tail,
             (false, false) => [out, tail].concat().into(),
         };
-        self.ack = Some(Box::pin(async move {
-            if tokio::time::timeout(ACK_WAIT, done).await.is_err() {
-                tracing::warn!(wait = ?ACK_WAIT, "usage row not confirmed in time; answer released");
-            }
-        }));
+        self.ack = Some(Box::pin(durable));
     }
 
     /// Releases the held bytes once the row is durable.
