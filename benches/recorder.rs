@@ -1,11 +1,15 @@
-//! Recorder write rate: batches of usage records inserted into SQLite on a temp file, one
-//! transaction per batch, exactly as the recorder thread does it.
+//! Recorder write rate: batches of usage records inserted through the store, one transaction
+//! (SQLite) or one statement (PostgreSQL) per batch, exactly as the recorder thread does it.
+//! SQLite on a temp file by default; `CATGATE_BENCH_DATABASE=postgres://…` (an empty
+//! database) measures PostgreSQL instead.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rust_decimal::Decimal;
 
+use catgate::store::keys::{ApiType, Key, StoredKey};
 use catgate::store::usage::{UsageRecord, UsageSource};
-use catgate::store::Store;
+use catgate::store::users::User;
+use catgate::store::{Database, OpenMode, Store};
 
 fn record(i: u64) -> UsageRecord {
     UsageRecord {
@@ -40,26 +44,49 @@ fn record(i: u64) -> UsageRecord {
     }
 }
 
+/// The store under test, with the users and keys the rows refer to (foreign keys are on).
+fn fixture(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Store {
+    let database = match std::env::var("CATGATE_BENCH_DATABASE") {
+        Ok(url) if !url.is_empty() => Database::parse(&url),
+        _ => Database::Sqlite(dir.join("bench.db")),
+    };
+    println!("recorder bench on {database}");
+    let store = rt
+        .block_on(Store::open(&database, OpenMode::Create))
+        .expect("open store");
+    let users: Vec<User> = (1..=20)
+        .map(|u| User {
+            id: u,
+            name: format!("u{u}"),
+            token: format!("token-{u}"),
+            is_delete: false,
+            created_at: String::new(),
+            updated_at: String::new(),
+        })
+        .collect();
+    let keys: Vec<StoredKey> = (1..=3)
+        .map(|k| StoredKey {
+            key: Key {
+                id: k,
+                key: "sk".into(),
+                name: format!("k{k}"),
+                api_type: ApiType::OpenAi,
+                endpoint: String::new(),
+                created_at: String::new(),
+                updated_at: String::new(),
+            },
+            is_delete: false,
+        })
+        .collect();
+    rt.block_on(store.import_users(&users)).expect("users");
+    rt.block_on(store.import_keys(&keys)).expect("keys");
+    store
+}
+
 fn bench_inserts(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(&dir.path().join("bench.db")).expect("open store");
-    // Users and keys the rows refer to (foreign keys are on).
-    let conn = store.conn().expect("conn");
-    for u in 1..=20 {
-        conn.execute(
-            "INSERT INTO users (id, name, token, created_at, updated_at) VALUES (?1, ?2, ?2, '', '')",
-            rusqlite::params![u, format!("u{u}")],
-        )
-        .expect("user");
-    }
-    for k in 1..=3 {
-        conn.execute(
-            "INSERT INTO keys (id, key, name, api_type, created_at, updated_at) VALUES (?1, 'sk', ?2, 'openai', '', '')",
-            rusqlite::params![k, format!("k{k}")],
-        )
-        .expect("key");
-    }
-    drop(conn);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let store = fixture(&rt, dir.path());
     let mut group = c.benchmark_group("recorder");
     for batch in [64u64, 1024] {
         group.throughput(Throughput::Elements(batch));
@@ -71,7 +98,7 @@ fn bench_inserts(c: &mut Criterion) {
                     next += batch;
                     rows
                 },
-                |rows| store.insert_usage(&rows).expect("insert"),
+                |rows| rt.block_on(store.insert_usage(&rows)).expect("insert"),
                 BatchSize::LargeInput,
             )
         });

@@ -18,7 +18,7 @@ use rust_decimal::Decimal;
 use catgate::store::keys::{ApiType, NewKey};
 use catgate::store::report::Dimension;
 use catgate::store::usage::{UsageRecord, UsageSource};
-use catgate::store::Store;
+use catgate::store::{Database, OpenMode, Store};
 
 const USERS: u64 = 50;
 const KEYS: u64 = 4;
@@ -109,14 +109,15 @@ fn record(i: u64, n: u64) -> UsageRecord {
 }
 
 /// Opens the benchmark database, building it first if it is missing or incomplete.
-fn database() -> Store {
+fn database(rt: &tokio::runtime::Runtime) -> Store {
     let n = records_wanted();
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("target")
         .join(format!("catgate-bench-{n}.db"));
-    if let Ok(store) = Store::open(&path) {
-        let have = store
-            .usage_report("0000-00-00", "9999-99-99", None, &[])
+    let database = Database::Sqlite(path.clone());
+    if let Ok(store) = rt.block_on(Store::open(&database, OpenMode::Create)) {
+        let have = rt
+            .block_on(store.usage_report("0000-00-00", "9999-99-99", None, &[]))
             .ok()
             .and_then(|rows| rows.first().map(|r| r.requests));
         if have == Some(n as i64) {
@@ -127,10 +128,13 @@ fn database() -> Store {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    let store = Store::open(&path).expect("open bench database");
-    store.init_root().expect("root");
+    let store = rt
+        .block_on(Store::open(&database, OpenMode::Create))
+        .expect("open bench database");
+    rt.block_on(store.init_root()).expect("root");
     for u in 2..=USERS + 1 {
-        store.add_user(&format!("member{u}")).expect("user");
+        rt.block_on(store.add_user(&format!("member{u}")))
+            .expect("user");
     }
     for k in 1..=KEYS {
         let name = format!("team-{k}");
@@ -140,14 +144,14 @@ fn database() -> Store {
             api_type: ApiType::OpenAi,
             endpoint: "",
         };
-        store.add_key(&key).expect("key");
+        rt.block_on(store.add_key(&key)).expect("key");
     }
     let started = Instant::now();
     let batch = 4096;
     let mut i = 0;
     while i < n {
         let rows: Vec<UsageRecord> = (i..(i + batch).min(n)).map(|j| record(j, n)).collect();
-        store.insert_usage(&rows).expect("insert");
+        rt.block_on(store.insert_usage(&rows)).expect("insert");
         i += batch;
     }
     let secs = started.elapsed().as_secs_f64();
@@ -156,7 +160,7 @@ fn database() -> Store {
         n as f64 / secs
     );
     let started = Instant::now();
-    let folded = store.roll_up().expect("roll up");
+    let folded = rt.block_on(store.roll_up()).expect("roll up");
     let secs = started.elapsed().as_secs_f64();
     println!(
         "folded {folded} records into the rollups in {secs:.1} s ({:.0} records/s)",
@@ -166,7 +170,8 @@ fn database() -> Store {
 }
 
 fn reports(c: &mut Criterion) {
-    let store = database();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let store = database(&rt);
     let (from, to) = (day_name(0), day_name(DAYS));
     let shapes: [(&str, Option<i64>, &[Dimension]); 6] = [
         (
@@ -206,14 +211,19 @@ fn reports(c: &mut Criterion) {
         } else {
             (from.clone(), to.clone())
         };
-        let rows = store.usage_report(&from, &to, user, dims).expect("report");
+        let rows = rt
+            .block_on(store.usage_report(&from, &to, user, dims))
+            .expect("report");
         println!("{name}: {} rows", rows.len());
         group.bench_function(name, |b| {
-            b.iter(|| store.usage_report(&from, &to, user, dims).expect("report"))
+            b.iter(|| {
+                rt.block_on(store.usage_report(&from, &to, user, dims))
+                    .expect("report")
+            })
         });
     }
     group.bench_function("year/usages_totals", |b| {
-        b.iter(|| store.usage_totals(&from, &to).expect("totals"))
+        b.iter(|| rt.block_on(store.usage_totals(&from, &to)).expect("totals"))
     });
     group.finish();
 }

@@ -3,6 +3,7 @@
 //! the server uses.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::admin::usages::window;
 use crate::config::Config;
@@ -12,7 +13,7 @@ use crate::report::{self, Format, DEFAULT_GROUP_BY};
 use crate::store::report::Dimension;
 use crate::store::usage::UsageRecord;
 use crate::store::users::{User, ROOT_ID};
-use crate::store::{Store, StoreError};
+use crate::store::{copy, Database, OpenMode, Store, StoreError};
 
 pub const USAGE: &str = "usage: catgate [--config PATH] [COMMAND]
 
@@ -27,6 +28,11 @@ commands:
   reprice [--from D --to D]
                         recompute stored costs from their token columns with the current
                         prices (after a price fix), in one transaction
+  copy --to DATABASE [--force]
+                        copy users, keys and usage (ids, tokens, exact costs) from this
+                        config's database to DATABASE (a postgres:// URL or a SQLite path);
+                        refuses a target that holds data unless --force (then merges: same
+                        ids are overwritten, records already there are skipped)
 
 --config defaults to ./config.toml; a missing default file means built-in defaults.";
 
@@ -39,6 +45,7 @@ pub enum Action {
     ImportUsers(PathBuf),
     Report(ReportArgs),
     Reprice(Window),
+    Copy { to: String, force: bool },
     Help,
     Version,
 }
@@ -76,6 +83,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             s if s.starts_with("--config=") => config = Some(PathBuf::from(&s[9..])),
             "--help" | "-h" | "help" => words.push("help".to_string()),
             "--version" | "-V" => words.push("version".to_string()),
+            "--force" => options.push(("force".to_string(), String::new())),
             "--from" | "--to" | "--by" | "--format" => {
                 let value = args.next().ok_or(format!("{a} needs a value"))?;
                 options.push((a[2..].to_string(), value));
@@ -99,6 +107,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
     let allowed: &[&str] = match words.as_slice() {
         ["report"] => &["from", "to", "by", "format"],
         ["reprice"] => &["from", "to"],
+        ["copy"] => &["to", "force"],
         _ => &[],
     };
     if let Some((k, _)) = options.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
@@ -124,6 +133,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             },
         }),
         ["reprice"] => Action::Reprice(window()),
+        ["copy"] => Action::Copy {
+            to: option("to").ok_or("copy needs --to DATABASE")?,
+            force: option("force").is_some(),
+        },
         other => return Err(format!("unknown command `{}`", other.join(" "))),
     };
     Ok(Command { config, action })
@@ -162,30 +175,33 @@ pub fn execute(command: Command) -> Result<(), CliError> {
         _ => {}
     }
     let config = Config::load(&path, optional)?;
-    match command.action {
-        Action::Serve => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| CliError::Server(e.to_string()))?;
-            runtime
-                .block_on(crate::run(config))
-                .map_err(|e| CliError::Server(e.to_string()))
-        }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Server(e.to_string()))?;
+    runtime.block_on(run(command.action, config))
+}
+
+async fn run(action: Action, config: Config) -> Result<(), CliError> {
+    let existing = || Store::open(&config.database, OpenMode::Existing);
+    match action {
+        Action::Serve => crate::run(config)
+            .await
+            .map_err(|e| CliError::Server(e.to_string())),
         Action::RootToken => {
-            let store = Store::open_existing(&config.database)?;
-            println!("{}", root(&store)?.token);
+            let store = existing().await?;
+            println!("{}", root(&store).await?.token);
             Ok(())
         }
         Action::ResetRoot => {
-            let store = Store::open_existing(&config.database)?;
-            root(&store)?;
-            println!("{}", store.reset_token(ROOT_ID, None)?.token);
+            let store = existing().await?;
+            root(&store).await?;
+            println!("{}", store.reset_token(ROOT_ID, None).await?.token);
             Ok(())
         }
         Action::ExportUsers(file) => {
-            let store = Store::open_existing(&config.database)?;
-            let users = store.list_users(true)?;
+            let store = existing().await?;
+            let users = store.list_users(true).await?;
             let text =
                 serde_json::to_string_pretty(&users).map_err(|e| CliError::File(e.to_string()))?;
             write_private(&file, (text + "\n").as_bytes())
@@ -199,15 +215,15 @@ pub fn execute(command: Command) -> Result<(), CliError> {
             let users: Vec<User> = serde_json::from_str(&text).map_err(|e| {
                 CliError::File(format!("{} is not a users export: {e}", file.display()))
             })?;
-            let store = Store::open(&config.database)?;
-            let n = store.import_users(&users)?;
+            let store = Store::open(&config.database, OpenMode::Create).await?;
+            let n = store.import_users(&users).await?;
             eprintln!("imported {n} users from {}", file.display());
             Ok(())
         }
         Action::Report(args) => {
             let (from, to) = window(args.window.from, args.window.to).map_err(CliError::Usage)?;
-            let store = Store::open(&config.database)?;
-            let rows = store.usage_report(&from, &to, None, &args.by)?;
+            let store = Store::open(&config.database, OpenMode::Create).await?;
+            let rows = store.usage_report(&from, &to, None, &args.by).await?;
             match args.format {
                 Format::Table => print!("{}", report::to_table(&rows, &args.by)),
                 Format::Csv => print!("{}", report::to_csv(&rows, &args.by)),
@@ -217,13 +233,15 @@ pub fn execute(command: Command) -> Result<(), CliError> {
         }
         Action::Reprice(w) => {
             let (from, to) = window(w.from, w.to).map_err(CliError::Usage)?;
-            let store = Store::open(&config.database)?;
-            let prices = &config.prices;
-            let summary = store.reprice(
-                &format!("{from}T00:00:00.000000Z"),
-                &format!("{to}T00:00:00.000000Z"),
-                |r| reprice_one(prices, r),
-            )?;
+            let store = Store::open(&config.database, OpenMode::Create).await?;
+            let prices = config.prices.clone();
+            let summary = store
+                .reprice(
+                    &format!("{from}T00:00:00.000000Z"),
+                    &format!("{to}T00:00:00.000000Z"),
+                    Arc::new(move |r: &UsageRecord| reprice_one(&prices, r)),
+                )
+                .await?;
             let moved = summary.total_after - summary.total_before;
             println!(
                 "repriced {from} to {to}: {} records, {} changed; total {} -> {} ({}{})",
@@ -233,6 +251,23 @@ pub fn execute(command: Command) -> Result<(), CliError> {
                 report::money(summary.total_after),
                 if moved.is_sign_negative() { "" } else { "+" },
                 report::money(moved),
+            );
+            Ok(())
+        }
+        Action::Copy { to, force } => {
+            let target = Database::parse(&to);
+            if target == config.database {
+                return Err(CliError::Usage(
+                    "--to names the database being copied".into(),
+                ));
+            }
+            let source = existing().await?;
+            let target_store = Store::open(&target, OpenMode::Create).await?;
+            let copied = copy::copy(&source, &target_store, force).await?;
+            println!(
+                "copied to {target}: {} users, {} keys, {} usage records ({} new); \
+                 cost {} on both sides",
+                copied.users, copied.keys, copied.records, copied.inserted, copied.cost
             );
             Ok(())
         }
@@ -283,8 +318,8 @@ fn write_private(file: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-fn root(store: &Store) -> Result<User, CliError> {
-    match store.user(ROOT_ID) {
+async fn root(store: &Store) -> Result<User, CliError> {
+    match store.user(ROOT_ID).await {
         Ok(u) => Ok(u),
         Err(StoreError::NotFound) => Err(CliError::NoRoot),
         Err(e) => Err(e.into()),

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::metering::pricing::{self, PriceTable};
 use crate::metering::settle::DEFAULT_MAX_TOKENS;
+use crate::store::Database;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -50,7 +51,10 @@ pub struct UpstreamConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub database: PathBuf,
+    pub database: Database,
+    /// The usage journal's base path: beside the SQLite file, or in `spool_dir` (default for
+    /// PostgreSQL: the config file's folder; each replica needs its own).
+    pub spool: PathBuf,
     pub upstream: UpstreamConfig,
     pub azure_deployments: HashMap<String, String>,
     pub prices: PriceTable,
@@ -183,29 +187,49 @@ impl Config {
             .cloned()
             .or(raw.database)
             .unwrap_or_else(|| "catgate.db".into());
-        let db_path = PathBuf::from(&db_text);
-        let database = if db_path.is_absolute() {
-            db_path
-        } else {
-            base_dir.join(db_path)
+        let database = match Database::parse(&db_text) {
+            Database::Sqlite(p) if p.is_relative() => Database::Sqlite(base_dir.join(p)),
+            other => other,
         };
+        let spool_dir = raw.metering.spool_dir.map(|d| {
+            let d = PathBuf::from(d);
+            if d.is_absolute() {
+                d
+            } else {
+                base_dir.join(d)
+            }
+        });
+        let spool = spool_path(&database, spool_dir.as_deref(), base_dir);
         Ok(Config {
             listen,
             database,
+            spool,
             upstream: upstream(raw.upstream)?,
             azure_deployments: raw.azure_deployments,
             prices: prices(&raw.pricing)?,
             max_tokens_per_request: max_tokens(raw.metering.max_tokens_per_request)?,
-            spool_dir: raw.metering.spool_dir.map(|d| {
-                let d = PathBuf::from(d);
-                if d.is_absolute() {
-                    d
-                } else {
-                    base_dir.join(d)
-                }
-            }),
+            spool_dir,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(30)),
         })
+    }
+}
+
+/// `catgate.db` → `catgate.db.usage-spool.jsonl`, next to the database or in `spool_dir` (a
+/// different disk survives the database's disk filling up). PostgreSQL has no local file, so
+/// its journal goes to `spool_dir` or the config's folder.
+fn spool_path(database: &Database, spool_dir: Option<&Path>, base_dir: &Path) -> PathBuf {
+    match database {
+        Database::Sqlite(db) => {
+            let mut name = db.file_name().unwrap_or_default().to_os_string();
+            name.push(".usage-spool.jsonl");
+            match spool_dir {
+                Some(dir) => dir.join(name),
+                None => db.with_file_name(name),
+            }
+        }
+        Database::Postgres(_) => spool_dir
+            .unwrap_or(base_dir)
+            .join("catgate-postgres.usage-spool.jsonl"),
     }
 }
 
@@ -308,7 +332,14 @@ mod tests {
     fn empty_config_gives_defaults() {
         let c = parse("").unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!(c.database, PathBuf::from("/etc/catgate/catgate.db"));
+        assert_eq!(
+            c.database,
+            Database::Sqlite(PathBuf::from("/etc/catgate/catgate.db"))
+        );
+        assert_eq!(
+            c.spool,
+            PathBuf::from("/etc/catgate/catgate.db.usage-spool.jsonl")
+        );
         assert_eq!(c.upstream.openai_base_url, DEFAULT_OPENAI_BASE);
         assert_eq!(c.upstream.azure_api_version, "2024-10-21");
         assert_eq!(c.max_tokens_per_request, 10_000_000);
@@ -357,7 +388,7 @@ mod tests {
         .into();
         let c = Config::from_toml("listen = \"127.0.0.1:1\"", Path::new("."), &env).unwrap();
         assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
-        assert_eq!(c.database, PathBuf::from("/data/x.db"));
+        assert_eq!(c.database, Database::Sqlite(PathBuf::from("/data/x.db")));
     }
 
     #[test]

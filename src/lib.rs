@@ -28,7 +28,7 @@ pub async fn run(config: config::Config) -> Result<(), Box<dyn std::error::Error
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let app = AppState::start(config)?;
+    let app = AppState::start(config).await?;
     tracing::info!(addr = %listener.local_addr()?, "catgate listening");
     serve(listener, app, server::shutdown_signal()).await;
     Ok(())

@@ -27,13 +27,11 @@ pub async fn route(app: App, req: Request<Incoming>) -> Response<ResponseBody> {
 /// Ready when the database answers and the recorder is keeping up (nothing waiting in memory
 /// or in the spool); else 503 with the reason.
 async fn readyz(app: &App) -> Response<ResponseBody> {
-    let store = app.store.clone();
-    let db = tokio::task::spawn_blocking(move || store.ping()).await;
+    let db = app.store.ping().await;
     let health = app.recorder.health();
     let reason = match db {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(format!("database unavailable: {e}")),
-        Err(_) => Some("database check failed".to_string()),
+        Ok(()) => None,
+        Err(e) => Some(format!("database unavailable: {e}")),
     }
     .or_else(|| {
         (health.queued > 0 || health.spooled > 0).then(|| {

@@ -124,8 +124,9 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         while tasks.join_next().await.is_some() {}
     }
     app.recorder.shutdown().await;
-    let store = app.store.clone();
-    let _ = tokio::task::spawn_blocking(move || store.checkpoint()).await;
+    if let Err(e) = app.store.close().await {
+        tracing::warn!(error = %e, "closing the database failed");
+    }
     tracing::info!(
         records = app.recorder.written(),
         "usage recorder drained; bye"

@@ -8,7 +8,7 @@ use crate::auth::Caller;
 use crate::body::{json, ResponseBody};
 use crate::error::AdminError;
 use crate::proxy::endpoint;
-use crate::state::{App, AppState};
+use crate::state::App;
 use crate::store::keys::{ApiType, Key, NewKey};
 use crate::store::StoreError;
 
@@ -24,7 +24,7 @@ struct KeyView {
 }
 
 pub async fn list(app: &App, _root: Caller) -> Answer {
-    let keys = AppState::blocking(app, |s| s.store.list_keys()).await?;
+    let keys = app.store.list_keys().await?;
     let views: Vec<KeyView> = keys
         .into_iter()
         .map(|key| KeyView {
@@ -69,15 +69,14 @@ pub async fn add(app: &App, input: KeyInput) -> Answer {
         (ApiType::Azure, e) => endpoint::resolve_azure(e, &name),
     }
     .map_err(|m| AdminError::BadRequest(m.to_string()))?;
-    let key = AppState::write(app, move |store| {
-        store.add_key(&NewKey {
+    let key = app
+        .write(app.store.add_key(&NewKey {
             key: &secret,
             name: &name,
             api_type,
             endpoint: &endpoint,
-        })
-    })
-    .await?;
+        }))
+        .await?;
     Ok(json(
         StatusCode::OK,
         &KeyView {
@@ -88,7 +87,7 @@ pub async fn add(app: &App, input: KeyInput) -> Answer {
 }
 
 pub async fn delete(app: &App, _root: Caller, id: i64) -> Answer {
-    AppState::write(app, move |store| store.delete_key(id))
+    app.write(app.store.delete_key(id))
         .await
         .map_err(|e| match e {
             StoreError::NotFound => AdminError::NotFound("key not found".into()),

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::auth::{bearer_token, Caller};
 use crate::body::{read_limited, ReadError, ResponseBody};
 use crate::error::AdminError;
-use crate::state::{App, AppState};
+use crate::state::App;
 
 /// Largest admin request body.
 const MAX_BODY: usize = 1024 * 1024;
@@ -32,7 +32,7 @@ async fn dispatch(app: App, req: Request<Incoming>) -> Result<Response<ResponseB
     let query = req.uri().query().unwrap_or("").to_string();
     let segments: Vec<&str> = path.split('/').skip(2).collect();
     // A token the CLI just reset must fail on the very next request, not a tick later.
-    AppState::blocking(&app, |s| s.refresh_if_changed_blocking()).await?;
+    app.refresh(false).await?;
     if segments == ["users", "init"] {
         return match method {
             Method::POST => users::init(&app).await,

@@ -11,7 +11,7 @@ use crate::auth::Caller;
 use crate::body::{json, json_response, ResponseBody};
 use crate::error::AdminError;
 use crate::report::{self, Format, DEFAULT_GROUP_BY};
-use crate::state::{App, AppState};
+use crate::state::App;
 use crate::store::usage::UsageTotal;
 use crate::timestamp;
 
@@ -62,7 +62,7 @@ fn query_window(query: &str) -> Result<(String, String), AdminError> {
 pub async fn all(app: &App, _root: Caller, query: &str) -> Answer {
     let (from, to) = query_window(query)?;
     app.recorder.flush().await;
-    let totals = AppState::blocking(app, move |s| s.store.usage_totals(&from, &to)).await?;
+    let totals = app.store.usage_totals(&from, &to).await?;
     let rows: Vec<UsageRow> = totals.into_iter().map(row).collect();
     Ok(json(StatusCode::OK, &rows))
 }
@@ -70,10 +70,10 @@ pub async fn all(app: &App, _root: Caller, query: &str) -> Answer {
 pub async fn mine(app: &App, caller: Caller, query: &str) -> Answer {
     let (from, to) = query_window(query)?;
     app.recorder.flush().await;
-    let total = AppState::blocking(app, move |s| {
-        s.store.user_usage_total(caller.user_id, &from, &to)
-    })
-    .await?;
+    let total = app
+        .store
+        .user_usage_total(caller.user_id, &from, &to)
+        .await?;
     Ok(json(StatusCode::OK, &[row(total)]))
 }
 
@@ -89,12 +89,7 @@ pub async fn detail(app: &App, only: Option<i64>, query: &str) -> Answer {
         Some(text) => Format::parse(&text, false).map_err(AdminError::BadRequest)?,
     };
     app.recorder.flush().await;
-    let (from_day, to_day) = (from.clone(), to.clone());
-    let report_dims = dims.clone();
-    let rows = AppState::blocking(app, move |s| {
-        s.store.usage_report(&from_day, &to_day, only, &report_dims)
-    })
-    .await?;
+    let rows = app.store.usage_report(&from, &to, only, &dims).await?;
     Ok(match format {
         Format::Csv => {
             let text = report::to_csv(&rows, &dims);

@@ -9,13 +9,13 @@ use super::query_param;
 use crate::auth::Caller;
 use crate::body::{json, ResponseBody};
 use crate::error::AdminError;
-use crate::state::{App, AppState};
+use crate::state::App;
 use crate::store::users::ROOT_ID;
 
 type Answer = Result<Response<ResponseBody>, AdminError>;
 
 pub async fn init(app: &App) -> Answer {
-    let created = AppState::write(app, |store| store.init_root()).await?;
+    let created = app.write(app.store.init_root()).await?;
     match created {
         Some(root) => Ok(json(StatusCode::OK, &root)),
         None => Err(AdminError::Forbidden(
@@ -27,7 +27,7 @@ pub async fn init(app: &App) -> Answer {
 /// The caller's user, only if it still holds the token presented: the index it was found in
 /// may be a moment older than the database, and `/1/me` must never hand out another token.
 pub async fn me(app: &App, caller: Caller, presented: String) -> Answer {
-    let user = match AppState::blocking(app, move |s| s.store.user(caller.user_id)).await {
+    let user = match app.store.user(caller.user_id).await {
         Ok(user) => user,
         Err(crate::store::StoreError::NotFound) => return Err(AdminError::Unauthorized),
         Err(e) => return Err(e.into()),
@@ -49,7 +49,7 @@ pub async fn list(app: &App, _root: Caller, query: &str) -> Answer {
             )))
         }
     };
-    let users = AppState::blocking(app, move |s| s.store.list_users(all)).await?;
+    let users = app.store.list_users(all).await?;
     Ok(json(StatusCode::OK, &users))
 }
 
@@ -66,7 +66,7 @@ pub async fn add(app: &App, new: NewUser) -> Answer {
             "name must be 1 to 64 characters".into(),
         ));
     }
-    let user = AppState::write(app, move |store| store.add_user(&name)).await?;
+    let user = app.write(app.store.add_user(&name)).await?;
     Ok(json(StatusCode::OK, &user))
 }
 
@@ -74,7 +74,7 @@ pub async fn delete(app: &App, _root: Caller, id: i64) -> Answer {
     if id == ROOT_ID {
         return Err(AdminError::BadRequest("root cannot be deleted".into()));
     }
-    AppState::write(app, move |store| store.delete_user(id))
+    app.write(app.store.delete_user(id))
         .await
         .map_err(user_not_found)?;
     Ok(json(StatusCode::OK, &json!({ "message": "ok" })))
@@ -90,7 +90,8 @@ pub async fn reset(app: &App, _root: Caller, id: i64, query: &str) -> Answer {
             ));
         }
     }
-    let user = AppState::write(app, move |store| store.reset_token(id, token.as_deref()))
+    let user = app
+        .write(app.store.reset_token(id, token.as_deref()))
         .await
         .map_err(user_not_found)?;
     Ok(json(StatusCode::OK, &user))

@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::store::usage::UsageRecord;
-use crate::store::{Store, StoreError};
+use crate::store::{BlockingStore, StoreError};
 
 /// A segment is closed and a new one started past this size.
 const SEGMENT_BYTES: u64 = 8 << 20;
@@ -142,7 +142,11 @@ pub fn remove_before(base: &Path, before: u64) {
 /// Inserts `records`; when the database refuses the data itself (a constraint), inserts them
 /// one by one and sets the refused ones aside in `<base>.rejected` (and the error log), so one
 /// bad record can never hold back the ones after it. Other errors (locked, full) are returned.
-pub fn insert(store: &Store, base: &Path, records: &[UsageRecord]) -> Result<usize, StoreError> {
+pub fn insert(
+    store: &BlockingStore,
+    base: &Path,
+    records: &[UsageRecord],
+) -> Result<usize, StoreError> {
     match store.insert_usage(records) {
         Err(e) if e.is_refused_data() => {}
         other => return other,
@@ -185,7 +189,7 @@ pub struct Replayed {
 /// below `delete_before` once it is in (a higher one may still be appended to); stops at the
 /// first segment the database refuses. Lines that do not
 /// parse (a write cut short by a crash or a full disk) are skipped with one error line.
-pub fn replay(store: &Store, base: &Path, delete_before: u64) -> Replayed {
+pub fn replay(store: &BlockingStore, base: &Path, delete_before: u64) -> Replayed {
     let mut done = Replayed::default();
     let mut failed = false;
     for (n, path) in segments(base) {
@@ -260,6 +264,17 @@ pub fn replay(store: &Store, base: &Path, delete_before: u64) -> Replayed {
 mod tests {
     use super::*;
     use crate::store::usage::UsageSource;
+    use crate::store::{Database, OpenMode, Store};
+
+    /// A fresh SQLite store with root, driven from this (non-runtime) test thread.
+    fn store(dir: &Path) -> (tokio::runtime::Runtime, BlockingStore, i64) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let db = Database::Sqlite(dir.join("c.db"));
+        let store = rt.block_on(Store::open(&db, OpenMode::Create)).unwrap();
+        let root = rt.block_on(store.init_root()).unwrap().unwrap();
+        let blocking = store.blocking(rt.handle().clone());
+        (rt, blocking, root.id)
+    }
 
     fn record(id: &str, user_id: i64) -> UsageRecord {
         UsageRecord {
@@ -290,10 +305,9 @@ mod tests {
     #[test]
     fn a_refused_record_is_set_aside_and_the_others_get_in() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("c.db")).unwrap();
-        let root = store.init_root().unwrap().unwrap();
+        let (_rt, store, root) = store(dir.path());
         let base = dir.path().join("c.db.usage-spool.jsonl");
-        let records = [record("a", root.id), record("b", 999), record("c", root.id)];
+        let records = [record("a", root), record("b", 999), record("c", root)];
         assert_eq!(insert(&store, &base, &records).unwrap(), 2);
         let rejected = std::fs::read_to_string(dir.path().join("c.db.usage-spool.jsonl.rejected"));
         let rejected = rejected.unwrap();
@@ -306,12 +320,10 @@ mod tests {
     #[test]
     fn segments_replay_once_and_torn_lines_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("c.db")).unwrap();
-        let root = store.init_root().unwrap().unwrap();
+        let (rt, store, root) = store(dir.path());
         let base = dir.path().join("c.db.usage-spool.jsonl");
         let mut log = Journal::open(&base);
-        log.append(&[record("a", root.id), record("b", root.id)])
-            .unwrap();
+        log.append(&[record("a", root), record("b", root)]).unwrap();
         log.rotate();
         // A write cut short by a crash: half a line, not valid UTF-8 either.
         let torn = segment_path(&base, log.current());
@@ -334,6 +346,7 @@ mod tests {
         );
         assert!(segments(&base).is_empty(), "replayed segments are deleted");
         assert_eq!(replay(&store, &base, u64::MAX), Replayed::default());
-        assert_eq!(store.usage_records(10).unwrap().len(), 2);
+        let stored = rt.block_on(store.store().usage_records(10)).unwrap();
+        assert_eq!(stored.len(), 2);
     }
 }

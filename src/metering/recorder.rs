@@ -33,7 +33,7 @@ use tokio::sync::oneshot;
 use super::journal::{self, Journal};
 use super::settle::{settle, Finished, Settler};
 use crate::store::usage::UsageRecord;
-use crate::store::Store;
+use crate::store::{BlockingStore, Store};
 
 /// Records per transaction at most.
 const BATCH: usize = 1024;
@@ -102,9 +102,21 @@ struct Inner {
 impl Recorder {
     /// Replays what the journal holds from an earlier run, then starts the threads.
     /// `journal` is the journal's base path (`<db>.usage-spool.jsonl` or in `spool_dir`).
-    pub fn start(store: Store, settler: Settler, journal: PathBuf) -> std::io::Result<Recorder> {
+    pub async fn start(
+        store: Store,
+        settler: Settler,
+        journal: PathBuf,
+    ) -> std::io::Result<Recorder> {
         let (to_writer, writer_rx) = mpsc::channel();
-        let left = journal::replay(&store, &journal, u64::MAX).left;
+        // The writer thread and the start-up replay wait on the store's async calls from
+        // outside the runtime, which stays free to drive them.
+        let store = store.blocking(tokio::runtime::Handle::current());
+        let left = {
+            let (store, journal) = (store.clone(), journal.clone());
+            tokio::task::spawn_blocking(move || journal::replay(&store, &journal, u64::MAX).left)
+                .await
+                .map_err(std::io::Error::other)?
+        };
         let log = Log {
             journal: Journal::open(&journal),
             to_writer: Some(to_writer),
@@ -321,7 +333,7 @@ fn set_error(inner: &Inner, error: Option<String>) {
 
 /// The writer thread's state.
 struct Writer {
-    store: Store,
+    store: BlockingStore,
     inner: Arc<Inner>,
     /// Records the journal could not take and the database has not yet: the only copy.
     unjournaled: VecDeque<UsageRecord>,
@@ -332,7 +344,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(store: Store, inner: Arc<Inner>, replay_due: bool) -> Writer {
+    fn new(store: BlockingStore, inner: Arc<Inner>, replay_due: bool) -> Writer {
         Writer {
             store,
             inner,

@@ -1,25 +1,28 @@
-//! The only place with SQL. A pool of SQLite connections (WAL, busy timeout, foreign keys), the
-//! schema with `user_version` migrations, and typed operations in `users`, `keys` and `usage`.
-//!
-//! Every method is blocking: async callers run them through `spawn_blocking`
-//! (`AppState::blocking`), the recorder calls them from its own thread.
+//! The storage boundary. Callers see one async, backend-neutral [`Store`] and domain types
+//! (`users::User`, `keys::Key`, `usage::UsageRecord`, `report::ReportRow`); SQL, driver types
+//! and database functions stay inside the backend folders `sqlite/` (embedded default) and
+//! `postgres/` (several replicas on one server). A backend is one folder implementing
+//! [`Backend`] plus one arm in [`Store::open`].
 
+pub mod copy;
 pub mod keys;
+mod postgres;
 pub mod report;
+mod sqlite;
 pub mod usage;
 pub mod users;
-mod watch;
 
-use std::path::{Path, PathBuf};
+use std::ops::Deref;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::functions::{Aggregate, Context, FunctionFlags};
-use rusqlite::{Connection, OpenFlags};
+use async_trait::async_trait;
 use rust_decimal::Decimal;
 
-pub type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
+use keys::{Key, NewKey, StoredKey};
+use report::{Dimension, ReportRow, Repriced};
+use usage::{UsageRecord, UsageTotal};
+use users::User;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -29,237 +32,245 @@ pub enum StoreError {
     NotFound,
     #[error("no database at {}; start catgate with this config to create it", .0.display())]
     Missing(PathBuf),
-    #[error("cannot open database {}: {reason}", path.display())]
-    Open { path: PathBuf, reason: String },
+    #[error("cannot open database {target}: {reason}")]
+    Open { target: String, reason: String },
+    /// The database refused the data itself (a constraint): retrying the same write can never
+    /// succeed, unlike a lock, a full disk or a lost connection.
+    #[error("database refused the data: {0}")]
+    Refused(String),
     #[error("database error: {0}")]
-    Db(#[from] rusqlite::Error),
-    #[error("database pool error: {0}")]
-    Pool(#[from] r2d2::Error),
+    Db(String),
+    #[error("{0}")]
+    Invalid(String),
     #[error("database task failed")]
     Join,
 }
 
 impl StoreError {
-    /// The data itself was refused (a constraint, e.g. a record naming a user the database
-    /// does not have): retrying the same write can never succeed, unlike a lock or a full disk.
     pub fn is_refused_data(&self) -> bool {
-        matches!(self, StoreError::Db(rusqlite::Error::SqliteFailure(f, _))
-            if f.code == rusqlite::ErrorCode::ConstraintViolation)
+        matches!(self, StoreError::Refused(_))
     }
 }
 
-type Migration = fn(&rusqlite::Transaction<'_>) -> Result<(), StoreError>;
+/// Where the data lives (`database` in the config).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    /// A `postgres://` URL; it may hold a password, so `Debug`/`Display` hide it.
+    Postgres(String),
+}
 
-/// Migrations in order; `user_version` = number applied. Append, never edit.
-const MIGRATIONS: &[Migration] = &[
-    |tx| Ok(tx.execute_batch(include_str!("schema.sql"))?),
-    |tx| {
-        tx.execute_batch(include_str!("schema_v2.sql"))?;
-        // The rollups of every existing record.
-        usage::rebuild_rollups(tx, "0000-01", "9999-13")?;
-        usage::mark_all_rolled_up(tx)
-    },
-];
+impl Database {
+    /// `postgres://` and `postgresql://` URLs select PostgreSQL; anything else is a file path.
+    pub fn parse(text: &str) -> Database {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Database::Postgres(text.to_string())
+        } else {
+            Database::Sqlite(PathBuf::from(text))
+        }
+    }
 
-/// What opening does when the database file does not exist.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        match self {
+            Database::Sqlite(p) => Some(p),
+            Database::Postgres(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(p) => write!(f, "{}", p.display()),
+            Database::Postgres(url) => f.write_str(&postgres::redacted(url)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Database({self})")
+    }
+}
+
+/// What opening does when the database does not exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
-    /// Create it (and its folder): the server, `users import`.
+    /// Create it (SQLite: and its folder): the server, `users import`.
     Create,
     /// Fail with [`StoreError::Missing`]: commands that read or change existing users must not
     /// leave an empty database behind (a typo in `--config` would otherwise go unnoticed).
     Existing,
 }
 
+/// Prices a stored record again (`catgate reprice`).
+pub type PriceFn = dyn Fn(&UsageRecord) -> Option<Decimal> + Send + Sync;
+
+/// What every backend does. Methods are async; blocking drivers hop to the blocking pool
+/// inside their backend, never in a caller.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// `sqlite` or `postgres`, for logs and `/metrics`.
+    fn kind(&self) -> &'static str;
+
+    async fn init_root(&self) -> Result<Option<User>, StoreError>;
+    async fn user(&self, id: i64) -> Result<User, StoreError>;
+    async fn list_users(&self, include_deleted: bool) -> Result<Vec<User>, StoreError>;
+    async fn add_user(&self, name: &str) -> Result<User, StoreError>;
+    /// Soft-deletes a live user; `NotFound` if there is no live user with that id.
+    async fn delete_user(&self, id: i64) -> Result<(), StoreError>;
+    /// Gives a live user a new token (fresh UUID unless `token` is given).
+    async fn reset_token(&self, id: i64, token: Option<&str>) -> Result<User, StoreError>;
+    /// Inserts users as exported, keeping ids and tokens; existing ids are updated in place.
+    async fn import_users(&self, users: &[User]) -> Result<usize, StoreError>;
+
+    /// Live keys ordered by id.
+    async fn list_keys(&self) -> Result<Vec<Key>, StoreError>;
+    /// Every key, deleted ones too, ordered by id.
+    async fn all_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+    async fn add_key(&self, new: &NewKey<'_>) -> Result<Key, StoreError>;
+    async fn delete_key(&self, id: i64) -> Result<(), StoreError>;
+    /// Inserts keys keeping their ids (`catgate copy`).
+    async fn import_keys(&self, keys: &[StoredKey]) -> Result<usize, StoreError>;
+
+    /// Inserts all records in one transaction; already-present `request_id`s are skipped (a
+    /// replay never charges twice). Returns how many were new.
+    async fn insert_usage(&self, records: &[UsageRecord]) -> Result<usize, StoreError>;
+    /// Brings report aggregates up to date; returns how many records were folded.
+    async fn roll_up(&self) -> Result<usize, StoreError>;
+    /// Records after position `after` in insertion order, at most `limit`, with positions.
+    async fn usage_page(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, UsageRecord)>, StoreError>;
+    /// Rows for `[from_day, to_day)` grouped by `dims` (in that order, also the sort order),
+    /// for every user or only `user_id`.
+    async fn usage_report(
+        &self,
+        from_day: &str,
+        to_day: &str,
+        user_id: Option<i64>,
+        dims: &[Dimension],
+    ) -> Result<Vec<ReportRow>, StoreError>;
+    /// Recomputes the cost of every record in `[from, to)` (stored-form timestamps).
+    async fn reprice(
+        &self,
+        from: &str,
+        to: &str,
+        price: Arc<PriceFn>,
+    ) -> Result<Repriced, StoreError>;
+
+    /// Whether the database answers (`/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// A number that changes whenever users or keys may have changed, through any process.
+    async fn change_marker(&self) -> Result<i64, StoreError>;
+    /// Called once on shutdown (SQLite checkpoints its WAL).
+    async fn close(&self) -> Result<(), StoreError>;
+}
+
+/// The store handle every part of catgate holds: cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: r2d2::Pool<SqliteConnectionManager>,
-    watch: Arc<watch::ChangeWatch>,
+    backend: Arc<dyn Backend>,
+}
+
+impl Deref for Store {
+    type Target = dyn Backend;
+
+    fn deref(&self) -> &Self::Target {
+        self.backend.as_ref()
+    }
 }
 
 impl Store {
-    /// Opens (creating if needed) the database file and brings the schema up to date.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::open_with(path, OpenMode::Create)
-    }
-
-    /// Opens an existing database file; [`StoreError::Missing`] if there is none.
-    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
-        Store::open_with(path, OpenMode::Existing)
-    }
-
-    pub fn open_with(path: &Path, mode: OpenMode) -> Result<Store, StoreError> {
-        let flags = match mode {
-            OpenMode::Create => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    // A missing folder surfaces as SQLite's own "unable to open" error below.
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                OpenFlags::default()
+    /// Opens the database (creating it if `mode` allows) and brings its schema up to date.
+    pub async fn open(database: &Database, mode: OpenMode) -> Result<Store, StoreError> {
+        let backend: Arc<dyn Backend> = match database {
+            Database::Sqlite(path) => {
+                Arc::new(sqlite::SqliteStore::open(path.clone(), mode).await?)
             }
-            OpenMode::Existing => OpenFlags::default() - OpenFlags::SQLITE_OPEN_CREATE,
+            Database::Postgres(url) => Arc::new(postgres::PgStore::open(url).await?),
         };
-        // One connection first, migrated before the pool exists: an unusable path fails here
-        // at once with one error (the pool would retry and log for its 30 s timeout), and no
-        // pooled connection can race the switch to WAL on a fresh file ("database is locked").
-        let mut first = Connection::open_with_flags(path, flags)
-            .and_then(|c| prepare(&c).map(|()| c))
-            .map_err(|e| open_error(path, mode, e))?;
-        migrate(&mut first)?;
-        let manager = SqliteConnectionManager::file(path)
-            .with_flags(flags)
-            .with_init(|c| prepare(c));
-        let pool = r2d2::Pool::builder().max_size(8).build(manager)?;
-        let watch = Arc::new(watch::ChangeWatch::new(first)?);
-        Ok(Store { pool, watch })
+        Ok(Store { backend })
     }
 
-    pub fn conn(&self) -> Result<Conn, StoreError> {
-        Ok(self.pool.get()?)
-    }
-
-    /// Runs `reload` if any other connection (another process, or this one's pool) committed
-    /// since the last reload through this method; see `watch.rs`. Concurrent callers wait for
-    /// the running reload.
-    pub fn reload_if_changed(
+    /// Totals per user for `[from_day, to_day)` (`YYYY-MM-DD`), ordered by user.
+    pub async fn usage_totals(
         &self,
-        reload: impl FnOnce() -> Result<(), StoreError>,
-    ) -> Result<bool, StoreError> {
-        self.watch.reload_if_changed(reload)
+        from_day: &str,
+        to_day: &str,
+    ) -> Result<Vec<UsageTotal>, StoreError> {
+        let rows = self
+            .usage_report(from_day, to_day, None, &[Dimension::User])
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| UsageTotal {
+                user_id: r.user.map_or(0, |(id, _)| id),
+                total_tokens: r.total_tokens,
+                cost: r.cost,
+            })
+            .collect())
     }
 
-    /// Whether the database answers a query (`/readyz`).
-    pub fn ping(&self) -> Result<(), StoreError> {
-        self.conn()?.query_row("SELECT 1", [], |_| Ok(()))?;
-        Ok(())
+    /// One user's totals for the window (zeros when there are no records).
+    pub async fn user_usage_total(
+        &self,
+        user_id: i64,
+        from_day: &str,
+        to_day: &str,
+    ) -> Result<UsageTotal, StoreError> {
+        let rows = self
+            .usage_report(from_day, to_day, Some(user_id), &[])
+            .await?;
+        let (total_tokens, cost) = rows
+            .first()
+            .map_or((0, Decimal::ZERO), |r| (r.total_tokens, r.cost));
+        Ok(UsageTotal {
+            user_id,
+            total_tokens,
+            cost,
+        })
     }
 
-    /// Checkpoints the WAL into the main file; called once on shutdown.
-    pub fn checkpoint(&self) -> Result<(), StoreError> {
-        self.conn()?
-            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
-        Ok(())
-    }
-}
-
-/// Per-connection settings: every connection, pooled or not, gets the same.
-fn prepare(c: &Connection) -> rusqlite::Result<()> {
-    c.busy_timeout(Duration::from_secs(5))?;
-    c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
-    register_functions(c)
-}
-
-fn open_error(path: &Path, mode: OpenMode, e: rusqlite::Error) -> StoreError {
-    let cannot_open = e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen);
-    if cannot_open && mode == OpenMode::Existing && !path.exists() {
-        return StoreError::Missing(path.to_path_buf());
-    }
-    let reason = if path.is_dir() {
-        "it is a directory".to_string()
-    } else {
-        e.to_string()
-    };
-    StoreError::Open {
-        path: path.to_path_buf(),
-        reason,
-    }
-}
-
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let version = usize::try_from(version).unwrap_or(0);
-    for (i, migrate) in MIGRATIONS.iter().enumerate().skip(version) {
-        migrate(&tx)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-/// Maps a unique-constraint violation to a conflict with `message`.
-fn conflict_on_unique(e: rusqlite::Error, message: &'static str) -> StoreError {
-    match e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
-        {
-            StoreError::Conflict(message)
-        }
-        other => StoreError::Db(other),
-    }
-}
-
-fn register_functions(c: &rusqlite::Connection) -> rusqlite::Result<()> {
-    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
-    c.create_aggregate_function("decimal_sum", 1, flags, DecimalSum)?;
-    c.create_scalar_function("decimal_add", 2, flags, |ctx| {
-        Ok(decimal_arg(ctx, 0)
-            .saturating_add(decimal_arg(ctx, 1))
-            .to_string())
-    })
-}
-
-/// A decimal argument; NULL (unpriced) and text that is not a decimal count as 0, so stored
-/// data can never make a report fail.
-fn decimal_arg(ctx: &Context<'_>, i: usize) -> Decimal {
-    ctx.get::<Option<String>>(i)
-        .ok()
-        .flatten()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(Decimal::ZERO)
-}
-
-/// `decimal_sum(text)`: exact sum of decimal strings, so money never passes through a float.
-/// Saturates instead of failing: a report must answer whatever is stored.
-struct DecimalSum;
-
-impl Aggregate<Decimal, String> for DecimalSum {
-    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<Decimal> {
-        Ok(Decimal::ZERO)
+    /// The first `limit` records in insertion order (tests and audits).
+    pub async fn usage_records(&self, limit: u32) -> Result<Vec<UsageRecord>, StoreError> {
+        Ok(self
+            .usage_page(0, limit)
+            .await?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
     }
 
-    fn step(&self, ctx: &mut Context<'_>, acc: &mut Decimal) -> rusqlite::Result<()> {
-        *acc = acc.saturating_add(decimal_arg(ctx, 0));
-        Ok(())
-    }
-
-    fn finalize(&self, _: &mut Context<'_>, acc: Option<Decimal>) -> rusqlite::Result<String> {
-        Ok(acc.unwrap_or(Decimal::ZERO).to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Instant;
-
-    use super::*;
-
-    #[test]
-    fn unusable_paths_fail_at_once_with_one_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("plain-file");
-        std::fs::write(&file, "not a folder").unwrap();
-        for path in [dir.path().to_path_buf(), file.join("catgate.db")] {
-            let started = Instant::now();
-            let e = Store::open(&path).err().expect("opened an unusable path");
-            assert!(started.elapsed() < Duration::from_secs(1), "{e}");
-            let text = e.to_string();
-            assert!(text.contains(&path.display().to_string()), "{text}");
-            assert!(text.starts_with("cannot open database"), "{text}");
+    /// A handle for threads outside the runtime (the recorder's writer): each call waits for
+    /// the async one on `runtime`.
+    pub fn blocking(&self, runtime: tokio::runtime::Handle) -> BlockingStore {
+        BlockingStore {
+            store: self.clone(),
+            runtime,
         }
     }
+}
 
-    #[test]
-    fn open_existing_creates_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("catgate.db");
-        match Store::open_existing(&path) {
-            Err(StoreError::Missing(p)) => assert_eq!(p, path),
-            Err(e) => panic!("{e}"),
-            Ok(_) => panic!("opened a missing database"),
-        }
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        Store::open(&path).unwrap();
-        Store::open_existing(&path).unwrap();
+/// [`Store`] for a plain thread. Never use it from a runtime thread (it would block it).
+#[derive(Clone)]
+pub struct BlockingStore {
+    store: Store,
+    runtime: tokio::runtime::Handle,
+}
+
+impl BlockingStore {
+    pub fn insert_usage(&self, records: &[UsageRecord]) -> Result<usize, StoreError> {
+        self.runtime.block_on(self.store.insert_usage(records))
+    }
+
+    pub fn roll_up(&self) -> Result<usize, StoreError> {
+        self.runtime.block_on(self.store.roll_up())
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 }

@@ -57,20 +57,20 @@ async fn window_bounds_and_exact_totals() {
         ("2024-03-13T08:00:00.000000Z", 4, "0.00000049"),
         ("2024-03-14T08:00:00.000000Z", 5, "0.00000001"),
     ] {
-        insert_usage(&app, 4, t, total, cost);
+        insert_usage(&app, 4, t, total, cost).await;
     }
     // alice (2): exactly at `from` counts, just before `to` counts, exactly at `to` doesn't,
     // just before `from` doesn't. 0.0000002 + 0.0000003 = 0.0000005 → "0.000001".
-    insert_usage(&app, 2, "2024-03-01T00:00:00.000000Z", 10, "0.0000002");
-    insert_usage(&app, 2, "2024-03-31T23:59:59.999999Z", 5, "0.0000003");
-    insert_usage(&app, 2, "2024-04-01T00:00:00.000000Z", 1000, "1");
-    insert_usage(&app, 2, "2024-02-29T23:59:59.999999Z", 2000, "2");
+    insert_usage(&app, 2, "2024-03-01T00:00:00.000000Z", 10, "0.0000002").await;
+    insert_usage(&app, 2, "2024-03-31T23:59:59.999999Z", 5, "0.0000003").await;
+    insert_usage(&app, 2, "2024-04-01T00:00:00.000000Z", 1000, "1").await;
+    insert_usage(&app, 2, "2024-02-29T23:59:59.999999Z", 2000, "2").await;
     // bob (3): 0.0000010 + 0.0000015 = 0.0000025 → half-up "0.000003" (not banker's 0.000002).
-    insert_usage(&app, 3, "2024-03-15T12:00:00.000000Z", 7, "0.0000010");
-    insert_usage(&app, 3, "2024-03-16T12:00:00.000000Z", 8, "0.0000015");
+    insert_usage(&app, 3, "2024-03-15T12:00:00.000000Z", 7, "0.0000010").await;
+    insert_usage(&app, 3, "2024-03-16T12:00:00.000000Z", 8, "0.0000015").await;
     // dave (5): only outside the window → absent. Root has no records → absent.
-    insert_usage(&app, 5, "2024-04-01T00:00:00.000000Z", 50, "0.5");
-    insert_usage(&app, 5, "2024-01-31T10:00:00.000000Z", 60, "0.6");
+    insert_usage(&app, 5, "2024-04-01T00:00:00.000000Z", 50, "0.5").await;
+    insert_usage(&app, 5, "2024-01-31T10:00:00.000000Z", 60, "0.6").await;
 
     app.expect_get(
         "/1/usages?from=2024-03-01&to=2024-04-01",
@@ -126,16 +126,16 @@ async fn rounding_is_half_up_to_six_decimals() {
     let (root, _) = team(&app).await;
     let day = "2024-06-10T00:00:00.000000Z";
     // alice: just below half → rounds down.
-    insert_usage(&app, 2, day, 1, "0.0000004999");
+    insert_usage(&app, 2, day, 1, "0.0000004999").await;
     // bob: 12.3456785 → 12.345679.
-    insert_usage(&app, 3, day, 1, "12.3456780");
-    insert_usage(&app, 3, day, 1, "0.0000005");
+    insert_usage(&app, 3, day, 1, "12.3456780").await;
+    insert_usage(&app, 3, day, 1, "0.0000005").await;
     // carol: zero cost shows six zeros; large token counts stay integers.
-    insert_usage(&app, 4, day, 3_000_000_000, "0");
-    insert_usage(&app, 4, day, 3_000_000_000, "0");
+    insert_usage(&app, 4, day, 3_000_000_000, "0").await;
+    insert_usage(&app, 4, day, 3_000_000_000, "0").await;
     // dave: many tiny exact amounts (100 × 0.00000001 = 0.000001), no float drift.
     for _ in 0..100 {
-        insert_usage(&app, 5, day, 1, "0.00000001");
+        insert_usage(&app, 5, day, 1, "0.00000001").await;
     }
     app.expect_get(
         "/1/usages?from=2024-06-01&to=2024-07-01",
@@ -157,17 +157,18 @@ async fn default_window_is_the_current_month() {
     let (root, _) = team(&app).await;
     let (first, next) = this_month();
     let last_month_end = first.previous_day().unwrap();
-    insert_usage(&app, 2, &now(), 11, "0.000011");
-    insert_usage(&app, 2, &midnight(first), 1, "0.000001");
-    insert_usage(&app, 3, &midnight(next), 500, "0.5");
+    insert_usage(&app, 2, &now(), 11, "0.000011").await;
+    insert_usage(&app, 2, &midnight(first), 1, "0.000001").await;
+    insert_usage(&app, 3, &midnight(next), 500, "0.5").await;
     insert_usage(
         &app,
         3,
         &format!("{last_month_end}T23:59:59.999999Z"),
         600,
         "0.6",
-    );
-    insert_usage(&app, 4, "2020-01-15T10:00:00.000000Z", 700, "0.7");
+    )
+    .await;
+    insert_usage(&app, 4, "2020-01-15T10:00:00.000000Z", 700, "0.7").await;
 
     let expected = json!([{"userId": 2, "totalUnit": 12, "cost": "0.000012"}]);
     let (status, body) = app.get("/1/usages", &root).await;
@@ -193,7 +194,7 @@ async fn default_window_is_the_current_month() {
 async fn bad_windows_are_rejected() {
     let app = spawn_app().await;
     let (root, alice) = team(&app).await;
-    insert_usage(&app, 2, "2024-03-05T00:00:00.000000Z", 10, "0.01");
+    insert_usage(&app, 2, "2024-03-05T00:00:00.000000Z", 10, "0.01").await;
     for query in [
         "from=2024-03-01",
         "to=2024-04-01",
@@ -251,11 +252,11 @@ async fn members_see_only_their_own_usage() {
     )
     .await;
 
-    insert_usage(&app, 2, &now(), 20, "0.0000004");
-    insert_usage(&app, 2, &now(), 22, "0.0000001");
-    insert_usage(&app, 2, "2024-03-10T00:00:00.000000Z", 5, "0.25");
-    insert_usage(&app, 3, &now(), 99, "9.99");
-    insert_usage(&app, 1, &now(), 77, "7.77");
+    insert_usage(&app, 2, &now(), 20, "0.0000004").await;
+    insert_usage(&app, 2, &now(), 22, "0.0000001").await;
+    insert_usage(&app, 2, "2024-03-10T00:00:00.000000Z", 5, "0.25").await;
+    insert_usage(&app, 3, &now(), 99, "9.99").await;
+    insert_usage(&app, 1, &now(), 77, "7.77").await;
 
     app.expect_get(
         "/1/me/usages",
@@ -297,7 +298,7 @@ async fn members_see_only_their_own_usage() {
 async fn deleted_users_usage_is_kept() {
     let app = spawn_app().await;
     let (root, _) = team(&app).await;
-    insert_usage(&app, 3, "2024-03-10T00:00:00.000000Z", 30, "0.03");
+    insert_usage(&app, 3, "2024-03-10T00:00:00.000000Z", 30, "0.03").await;
     let (status, _) = app.call("DELETE", "/1/users/3", Some(&root), None).await;
     assert_eq!(status, 200);
     app.expect_get(

@@ -6,7 +6,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use catgate::store::users::User;
-use catgate::store::Store;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -102,7 +101,7 @@ fn printed(r: &Run) -> String {
 fn root_token_before_init_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
-    Store::open(&dir.path().join("catgate.db")).unwrap();
+    TestStore::sqlite(&dir.path().join("catgate.db"));
     let r = cli(&config, &["root-token"]);
     assert!(!r.ok(), "exit {:?}", r.code);
     assert!(r.code.is_some(), "killed by a signal: {}", r.stderr);
@@ -117,21 +116,21 @@ fn root_token_before_init_fails_clearly() {
     assert_eq!(r.stdout, "");
     assert!(r.stderr.to_lowercase().contains("root"), "{}", r.stderr);
     // Neither command created a user.
-    let store = Store::open(&dir.path().join("catgate.db")).unwrap();
-    assert!(store.list_users(true).unwrap().is_empty());
+    let store = TestStore::sqlite(&dir.path().join("catgate.db"));
+    assert!(store.wait(store.list_users(true)).is_empty());
 }
 
 #[test]
 fn root_token_prints_roots_token() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
-    let store = Store::open(&dir.path().join("catgate.db")).unwrap();
-    let root = store.init_root().unwrap().unwrap();
-    store.add_user("alice").unwrap();
+    let store = TestStore::sqlite(&dir.path().join("catgate.db"));
+    let root = store.wait(store.init_root()).unwrap();
+    store.wait(store.add_user("alice"));
     assert_eq!(printed(&cli(&config, &["root-token"])), root.token);
     // Asking twice changes nothing.
     assert_eq!(printed(&cli(&config, &["root-token"])), root.token);
-    assert_eq!(store.user(1).unwrap(), root);
+    assert_eq!(store.wait(store.user(1)), root);
 }
 
 #[tokio::test]
@@ -149,43 +148,46 @@ async fn root_token_reads_a_running_servers_database() {
 fn reset_root_prints_a_new_token() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
-    let store = Store::open(&dir.path().join("catgate.db")).unwrap();
-    let old = store.init_root().unwrap().unwrap();
-    let alice = store.add_user("alice").unwrap();
+    let store = TestStore::sqlite(&dir.path().join("catgate.db"));
+    let old = store.wait(store.init_root()).unwrap();
+    let alice = store.wait(store.add_user("alice"));
 
     let new = printed(&cli(&config, &["reset-root"]));
     assert_uuid(&new);
     assert_ne!(new, old.token);
-    let root = store.user(1).unwrap();
+    let root = store.wait(store.user(1));
     assert_eq!(root.token, new);
     assert_eq!(root.name, "root");
     assert_eq!(root.created_at, old.created_at);
     assert!(!root.is_delete);
     // The old token belongs to nobody now; other users are untouched.
-    let users = store.list_users(true).unwrap();
+    let users = store.wait(store.list_users(true));
     assert!(users.iter().all(|u| u.token != old.token), "{users:?}");
-    assert_eq!(store.user(2).unwrap(), alice);
+    assert_eq!(store.wait(store.user(2)), alice);
     assert_eq!(printed(&cli(&config, &["root-token"])), new);
 
     // Again: another fresh token.
     let newer = printed(&cli(&config, &["reset-root"]));
     assert_uuid(&newer);
     assert_ne!(newer, new);
-    assert_eq!(store.user(1).unwrap().token, newer);
+    assert_eq!(store.wait(store.user(1)).token, newer);
 }
 
 #[tokio::test]
 async fn export_then_import_keeps_ids_and_tokens() {
     let src = tempfile::tempdir().unwrap();
     let src_config = write_config(src.path(), "");
-    let store = Store::open(&src.path().join("catgate.db")).unwrap();
-    store.init_root().unwrap().unwrap();
-    store.add_user("alice").unwrap();
-    let bob = store.add_user("bob").unwrap();
-    store.add_user("carol").unwrap();
-    store.delete_user(bob.id).unwrap();
-    store.reset_token(4, Some("carol-custom-token")).unwrap();
-    let users = store.list_users(true).unwrap();
+    let store = open_sqlite(&src.path().join("catgate.db")).await;
+    store.init_root().await.unwrap().unwrap();
+    store.add_user("alice").await.unwrap();
+    let bob = store.add_user("bob").await.unwrap();
+    store.add_user("carol").await.unwrap();
+    store.delete_user(bob.id).await.unwrap();
+    store
+        .reset_token(4, Some("carol-custom-token"))
+        .await
+        .unwrap();
+    let users = store.list_users(true).await.unwrap();
     assert_eq!(users.len(), 4);
 
     let file = src.path().join("users.json");
@@ -206,15 +208,15 @@ async fn export_then_import_keeps_ids_and_tokens() {
         .await
         .unwrap();
     assert!(r.ok(), "exit {:?}: {}", r.code, r.stderr);
-    let dst_store = Store::open(&dst.path().join("catgate.db")).unwrap();
-    assert_eq!(dst_store.list_users(true).unwrap(), users);
+    let dst_store = open_sqlite(&dst.path().join("catgate.db")).await;
+    assert_eq!(dst_store.list_users(true).await.unwrap(), users);
     let config = dst_config.clone();
     let root_token = tokio::task::spawn_blocking(move || printed(&cli(&config, &["root-token"])))
         .await
         .unwrap();
     assert_eq!(root_token, users[0].token);
     // Ids are never reused: the next user comes after the imported ones.
-    let dave = dst_store.add_user("dave").unwrap();
+    let dave = dst_store.add_user("dave").await.unwrap();
     assert_eq!(dave.id, 5);
     drop(dst_store);
 
@@ -225,7 +227,7 @@ async fn export_then_import_keeps_ids_and_tokens() {
         &Default::default(),
     )
     .unwrap();
-    let app = catgate::AppState::start(cfg).unwrap();
+    let app = catgate::AppState::start(cfg).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(catgate::serve(listener, app, std::future::pending::<()>()));
@@ -385,10 +387,10 @@ async fn reprice_recomputes_costs_after_a_price_fix() {
             "repriced {from} to {to}: 1 records, 1 changed; total 0.003000 -> 0.006000 (+0.003000)"
         )
     );
-    let record = &app.app.store.usage_records(10).unwrap()[0];
+    let record = &app.app.store.usage_records(10).await.unwrap()[0];
     assert_eq!(record.cost_text(), "0.006");
     // The rollup was rebuilt: reports show the new cost.
-    let root = app.app.store.user(1).unwrap().token;
+    let root = app.app.store.user(1).await.unwrap().token;
     app.expect_get(
         "/1/usages",
         &root,
@@ -408,8 +410,8 @@ fn users_export_is_readable_by_its_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
-    let store = Store::open(&dir.path().join("catgate.db")).unwrap();
-    store.init_root().unwrap().unwrap();
+    let store = TestStore::sqlite(&dir.path().join("catgate.db"));
+    store.wait(store.init_root()).unwrap();
     let fresh = dir.path().join("fresh.json");
     // An existing world-readable file is tightened, not just written into.
     let existing = dir.path().join("existing.json");

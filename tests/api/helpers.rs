@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use catgate::config::Config;
 use catgate::store::usage::UsageRecord;
+use catgate::store::{Database, OpenMode, Store, StoreError};
 use catgate::{App, AppState};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
@@ -299,6 +300,68 @@ pub fn chat_stream(model: &str, words: &[&str], usage: Option<(u64, u64)>) -> Ve
 }
 
 // ---------------------------------------------------------------------------------------------
+// Databases
+
+/// The PostgreSQL server the whole suite runs on, if `CATGATE_TEST_POSTGRES` names one.
+pub fn suite_postgres() -> Option<String> {
+    std::env::var("CATGATE_TEST_POSTGRES")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// Creates an empty database on `server` (a URL ending in `/postgres`), returns its URL.
+pub async fn fresh_database(server: &str) -> String {
+    let (client, conn) = tokio_postgres::connect(server, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL server: {e}"));
+    tokio::spawn(conn);
+    let name = format!("catgate_t_{}", uuid::Uuid::new_v4().simple());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let (base, query) = server.split_once('?').unwrap_or((server, ""));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    match query {
+        "" => format!("{base}/{name}"),
+        q => format!("{base}/{name}?{q}"),
+    }
+}
+
+/// Opens (creating) a SQLite store at `path`, from an async test.
+pub async fn open_sqlite(path: &Path) -> Store {
+    Store::open(&Database::Sqlite(path.to_path_buf()), OpenMode::Create)
+        .await
+        .unwrap()
+}
+
+/// A SQLite store for plain `#[test]`s: its own runtime waits for each call.
+pub struct TestStore {
+    rt: tokio::runtime::Runtime,
+    store: Store,
+}
+
+impl TestStore {
+    pub fn sqlite(path: &Path) -> TestStore {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store = rt.block_on(open_sqlite(path));
+        TestStore { rt, store }
+    }
+
+    pub fn wait<T>(&self, call: impl std::future::Future<Output = Result<T, StoreError>>) -> T {
+        self.rt.block_on(call).unwrap()
+    }
+}
+
+impl std::ops::Deref for TestStore {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The app under test
 
 pub struct TestApp {
@@ -311,14 +374,17 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts catgate (default config + `extra_toml`) with a fresh mock upstream.
+/// Starts catgate (default config + `extra_toml`) with a fresh mock upstream, on the suite's
+/// backend: SQLite in a temp folder, or a fresh PostgreSQL database when
+/// `CATGATE_TEST_POSTGRES` names a server (see `postgres.rs`).
 pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
     let mock = Mock::start().await;
     let dir = tempfile::tempdir().unwrap();
-    // A test may place the database itself (e.g. on a small disk).
-    let database = match extra_toml.contains("database =") {
-        true => "",
-        false => "database = \"catgate.db\"\n",
+    // A test may place the database itself (e.g. on a small disk): then it is SQLite.
+    let database = match (extra_toml.contains("database ="), suite_postgres()) {
+        (true, _) => String::new(),
+        (false, Some(server)) => format!("database = \"{}\"\n", fresh_database(&server).await),
+        (false, None) => "database = \"catgate.db\"\n".to_string(),
     };
     let toml = format!("listen = \"127.0.0.1:0\"\n{database}{extra_toml}\n");
     let toml = if extra_toml.contains("[upstream]") {
@@ -330,7 +396,7 @@ pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
         format!("{toml}\n[upstream]\nopenai_base_url = \"{}\"\n", mock.url())
     };
     let config = Config::from_toml(&toml, dir.path(), &Default::default()).unwrap();
-    let app = AppState::start(config).unwrap();
+    let app = AppState::start(config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
@@ -452,13 +518,13 @@ impl TestApp {
     pub async fn usage_rows(&self, n: usize) -> Vec<UsageRecord> {
         for _ in 0..500 {
             self.app.recorder.flush().await;
-            let rows = self.app.store.usage_records(10_000).unwrap();
+            let rows = self.app.store.usage_records(10_000).await.unwrap();
             if rows.len() >= n {
                 return rows;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let rows = self.app.store.usage_records(10_000).unwrap();
+        let rows = self.app.store.usage_records(10_000).await.unwrap();
         panic!("expected {n} usage rows, found {}: {rows:#?}", rows.len());
     }
 
@@ -474,7 +540,7 @@ impl TestApp {
 }
 
 /// Inserts a usage row directly (for admin report tests).
-pub fn insert_usage(app: &TestApp, user_id: i64, created_at: &str, total: u64, cost: &str) {
+pub async fn insert_usage(app: &TestApp, user_id: i64, created_at: &str, total: u64, cost: &str) {
     let record = UsageRecord {
         request_id: uuid::Uuid::new_v4().to_string(),
         user_id,
@@ -498,7 +564,7 @@ pub fn insert_usage(app: &TestApp, user_id: i64, created_at: &str, total: u64, c
         attempts: 1,
         created_at: created_at.into(),
     };
-    app.app.store.insert_usage(&[record]).unwrap();
+    app.app.store.insert_usage(&[record]).await.unwrap();
 }
 
 /// Asserts a `/1` error body: exactly one non-empty string field `error`.

@@ -19,7 +19,7 @@ async fn metered(
     body: Value,
     reply: Reply,
 ) -> UsageRecord {
-    let before = app.app.store.usage_records(10_000).unwrap().len();
+    let before = app.app.store.usage_records(10_000).await.unwrap().len();
     app.mock.push(reply);
     let resp = app
         .http

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use catgate::store::Store;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -173,9 +172,10 @@ async fn kill_9_under_load_loses_no_completed_request() {
         .unwrap();
     assert!(term.success());
     again.wait().unwrap();
-    let store = Store::open(&dir.path().join("catgate.db")).unwrap();
+    let store = open_sqlite(&dir.path().join("catgate.db")).await;
     let rows: HashSet<String> = store
         .usage_records(u32::MAX)
+        .await
         .unwrap()
         .into_iter()
         .map(|r| r.request_id)
@@ -195,7 +195,8 @@ async fn kill_9_under_load_loses_no_completed_request() {
 
 #[tokio::test]
 async fn a_locked_database_is_ridden_out_through_the_journal() {
-    let app = spawn_app().await;
+    // A SQLite lock by another process; PostgreSQL outages are in postgres.rs.
+    let app = spawn_app_with("database = \"catgate.db\"").await;
     let (root, member) = app.with_team(1).await;
     // Another process holds the write lock for longer than catgate's busy timeout (5 s).
     let lock = rusqlite::Connection::open(app.db_path()).unwrap();

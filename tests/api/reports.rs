@@ -297,7 +297,7 @@ async fn windows_across_months_add_edges_and_whole_months_exactly() {
         ("2026-11-02", 10_000, "0.01"),
         ("2026-11-03", 100_000, "0.1"),
     ] {
-        insert_usage(&app, alice, &format!("{day}T12:00:00.000000Z"), total, cost);
+        insert_usage(&app, alice, &format!("{day}T12:00:00.000000Z"), total, cost).await;
     }
     let window = "from=2026-09-30&to=2026-11-03";
     app.expect_get(

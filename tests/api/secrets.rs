@@ -59,7 +59,7 @@ async fn upstream_error_quoting_the_key_reaches_the_client_masked() {
     let rows = app.usage_rows(1).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     app.app.recorder.flush().await;
-    let rows_later = app.app.store.usage_records(10).unwrap();
+    let rows_later = app.app.store.usage_records(10).await.unwrap();
     assert_eq!(rows_later.len(), 1, "{rows_later:#?}");
     assert_eq!((rows[0].status, rows[0].total_tokens), (401, 0));
 }

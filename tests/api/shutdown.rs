@@ -47,7 +47,7 @@ async fn shutdown_with_streams_in_flight_loses_no_record() {
         );
     }
     // After serve() returned, the recorder is drained: rows are already in the database.
-    let rows = app.app.store.usage_records(100).unwrap();
+    let rows = app.app.store.usage_records(100).await.unwrap();
     assert_eq!(rows.len(), 5);
     assert!(rows.iter().all(|r| r.total_tokens == 5 && !r.estimated()));
 }

@@ -226,7 +226,7 @@ async fn client_disconnect_mid_stream_writes_one_record() {
     let rows = app.usage_rows(1).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
-        app.app.store.usage_records(10).unwrap().len(),
+        app.app.store.usage_records(10).await.unwrap().len(),
         1,
         "exactly one record"
     );

@@ -1,0 +1,106 @@
+//! Upstream keys in PostgreSQL.
+
+use tokio_postgres::{Client, Row};
+
+use super::{conflict, sync_sequence};
+use crate::store::keys::{ApiType, Key, NewKey, StoredKey, KEY_NAME_TAKEN};
+use crate::store::StoreError;
+use crate::timestamp;
+
+const COLUMNS: &str = "id, key, name, api_type, endpoint, created_at, updated_at, is_delete";
+
+fn from_row(r: &Row) -> StoredKey {
+    let api: String = r.get(3);
+    StoredKey {
+        key: Key {
+            id: r.get(0),
+            key: r.get(1),
+            name: r.get(2),
+            api_type: ApiType::parse(&api).unwrap_or(ApiType::OpenAi),
+            endpoint: r.get(4),
+            created_at: r.get(5),
+            updated_at: r.get(6),
+        },
+        is_delete: r.get(7),
+    }
+}
+
+pub(super) async fn all_keys(c: &Client) -> Result<Vec<StoredKey>, StoreError> {
+    let rows = c
+        .query(&format!("SELECT {COLUMNS} FROM keys ORDER BY id"), &[])
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+pub(super) async fn list_keys(c: &Client) -> Result<Vec<Key>, StoreError> {
+    let rows = c
+        .query(
+            &format!("SELECT {COLUMNS} FROM keys WHERE NOT is_delete ORDER BY id"),
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| from_row(r).key).collect())
+}
+
+pub(super) async fn add_key(c: &Client, new: &NewKey<'_>) -> Result<Key, StoreError> {
+    let now = timestamp::now();
+    let row = c
+        .query_one(
+            &format!(
+                "INSERT INTO keys (key, name, api_type, endpoint, is_delete, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, false, $5, $5) RETURNING {COLUMNS}"
+            ),
+            &[
+                &new.key,
+                &new.name,
+                &new.api_type.as_str(),
+                &new.endpoint,
+                &now,
+            ],
+        )
+        .await
+        .map_err(|e| conflict(e, "keys_live_name", KEY_NAME_TAKEN))?;
+    Ok(from_row(&row).key)
+}
+
+pub(super) async fn delete_key(c: &Client, id: i64) -> Result<(), StoreError> {
+    let n = c
+        .execute(
+            "UPDATE keys SET is_delete = true, updated_at = $2 WHERE id = $1 AND NOT is_delete",
+            &[&id, &timestamp::now()],
+        )
+        .await?;
+    match n {
+        0 => Err(StoreError::NotFound),
+        _ => Ok(()),
+    }
+}
+
+pub(super) async fn import_keys(c: &mut Client, list: &[StoredKey]) -> Result<usize, StoreError> {
+    let tx = c.transaction().await?;
+    for k in list {
+        let key = &k.key;
+        tx.execute(
+            "INSERT INTO keys (id, key, name, api_type, endpoint, is_delete, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (id) DO UPDATE SET key = excluded.key, name = excluded.name,
+               api_type = excluded.api_type, endpoint = excluded.endpoint,
+               is_delete = excluded.is_delete, updated_at = excluded.updated_at",
+            &[
+                &key.id,
+                &key.key,
+                &key.name,
+                &key.api_type.as_str(),
+                &key.endpoint,
+                &k.is_delete,
+                &key.created_at,
+                &key.updated_at,
+            ],
+        )
+        .await
+        .map_err(|e| conflict(e, "keys_live_name", KEY_NAME_TAKEN))?;
+    }
+    sync_sequence(&tx, "keys").await?;
+    tx.commit().await?;
+    Ok(list.len())
+}
