@@ -77,6 +77,20 @@ fn write_config(dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
+/// Writes a config for the CLI that names `app`'s database (SQLite file or PostgreSQL).
+fn write_app_config(app: &TestApp, extra: &str) -> PathBuf {
+    let path = app.dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n{extra}",
+            app.database
+        ),
+    )
+    .unwrap();
+    path
+}
+
 fn cli(config: &Path, args: &[&str]) -> Run {
     let mut all = vec!["--config", config.to_str().unwrap()];
     all.extend_from_slice(args);
@@ -137,7 +151,7 @@ fn root_token_prints_roots_token() {
 async fn root_token_reads_a_running_servers_database() {
     let app = spawn_app().await;
     let root = app.init_root().await;
-    let config = write_config(app.dir.path(), "");
+    let config = write_app_config(&app, "");
     let out = tokio::task::spawn_blocking(move || printed(&cli(&config, &["root-token"])))
         .await
         .unwrap();
@@ -319,7 +333,7 @@ async fn one_metered_request(extra_config: &str) -> TestApp {
 async fn report_prints_a_table_csv_and_json() {
     let priced = "[pricing.models.\"team-model\"]\ninput = \"1\"\noutput = \"2\"\n";
     let app = one_metered_request(priced).await;
-    let config = write_config(app.dir.path(), priced);
+    let config = write_app_config(&app, priced);
     let (c1, c2, c3) = (config.clone(), config.clone(), config.clone());
     let table = tokio::task::spawn_blocking(move || cli(&c1, &["report"]))
         .await
@@ -370,7 +384,7 @@ async fn reprice_recomputes_costs_after_a_price_fix() {
         one_metered_request("[pricing.models.\"team-model\"]\ninput = \"1\"\noutput = \"2\"\n")
             .await;
     let fixed = "[pricing.models.\"team-model\"]\ninput = \"2\"\noutput = \"4\"\n";
-    let config = write_config(app.dir.path(), fixed);
+    let config = write_app_config(&app, fixed);
     let today = time::OffsetDateTime::now_utc().date();
     let (from, to) = (today.to_string(), today.next_day().unwrap().to_string());
     let args = ["reprice", "--from", &from, "--to", &to].map(String::from);
@@ -509,7 +523,7 @@ async fn a_token_reset_by_the_cli_applies_before_the_next_request() {
     let app = spawn_app().await;
     let first = app.init_root().await;
     app.add_key(&first, "key1", "sk-1").await;
-    let config = write_config(app.dir.path(), "");
+    let config = write_app_config(&app, "");
     let reset = || {
         let config = config.clone();
         tokio::task::spawn_blocking(move || printed(&cli(&config, &["reset-root"])))

@@ -370,6 +370,8 @@ pub struct TestApp {
     pub mock: Mock,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// The `database` the app runs on, as the config names it.
+    pub database: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -396,6 +398,10 @@ pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
         format!("{toml}\n[upstream]\nopenai_base_url = \"{}\"\n", mock.url())
     };
     let config = Config::from_toml(&toml, dir.path(), &Default::default()).unwrap();
+    let database = match &config.database {
+        Database::Sqlite(path) => path.display().to_string(),
+        Database::Postgres(url) => url.clone(),
+    };
     let app = AppState::start(config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -409,6 +415,7 @@ pub async fn spawn_app_with(extra_toml: &str) -> TestApp {
         mock,
         http: reqwest::Client::new(),
         dir,
+        database,
         shutdown: Some(tx),
         server: Some(server),
     }

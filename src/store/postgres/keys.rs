@@ -43,6 +43,17 @@ pub(super) async fn list_keys(c: &Client) -> Result<Vec<Key>, StoreError> {
 }
 
 pub(super) async fn add_key(c: &Client, new: &NewKey<'_>) -> Result<Key, StoreError> {
+    // As for users: a refused name must not use up an id.
+    let taken: bool = c
+        .query_one(
+            "SELECT EXISTS(SELECT 1 FROM keys WHERE name = $1 AND NOT is_delete)",
+            &[&new.name],
+        )
+        .await?
+        .get(0);
+    if taken {
+        return Err(StoreError::Conflict(KEY_NAME_TAKEN));
+    }
     let now = timestamp::now();
     let row = c
         .query_one(

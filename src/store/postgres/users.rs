@@ -67,6 +67,18 @@ pub(super) async fn list_users(c: &Client, include_deleted: bool) -> Result<Vec<
 }
 
 pub(super) async fn add_user(c: &Client, name: &str) -> Result<User, StoreError> {
+    // Checked first so that a refused name does not use up an id (ids stay as SQLite's); the
+    // unique index still decides a race between replicas.
+    let taken: bool = c
+        .query_one(
+            "SELECT EXISTS(SELECT 1 FROM users WHERE name = $1 AND NOT is_delete)",
+            &[&name],
+        )
+        .await?
+        .get(0);
+    if taken {
+        return Err(StoreError::Conflict(NAME_TAKEN));
+    }
     let now = timestamp::now();
     let row = c
         .query_one(
