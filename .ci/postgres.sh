@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# A throwaway PostgreSQL cluster for tests: `start DIR` initialises DIR/data, starts the server
-# on a free loopback port and prints its URL (also written to DIR/url); `stop DIR` stops it by
-# the pid the server wrote. Runs the server as the `postgres` user when started as root.
+# A throwaway PostgreSQL cluster for tests: `start DIR` initialises DIR/data (once), starts the
+# server on a free loopback port (the same one again after a halt) and prints its URL (also in
+# DIR/url); `halt DIR` stops it and keeps the data (an outage); `stop DIR` stops it by the pid
+# the server wrote and deletes DIR. Runs the server as `postgres` when started as root.
 set -euo pipefail
 cmd=${1:?start|stop}
 dir=${2:?folder}
@@ -10,21 +11,24 @@ bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tai
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 case $cmd in
 start)
-    mkdir -p "$dir"
-    [ "$(id -u)" = 0 ] && chown postgres: "$dir"
-    as_pg "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    if [ ! -d "$dir/data" ]; then
+        mkdir -p "$dir"
+        if [ "$(id -u)" = 0 ]; then chown postgres: "$dir"; fi
+        as_pg "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1
+        python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' >"$dir/port"
+    fi
+    port=$(cat "$dir/port")
     as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start \
         -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=500" >/dev/null
     echo "postgres://postgres@127.0.0.1:$port/postgres" | tee "$dir/url"
     ;;
-stop)
+halt|stop)
     pid=$(head -1 "$dir/data/postmaster.pid" 2>/dev/null || true)
     if [ -n "$pid" ]; then
         kill -INT "$pid" 2>/dev/null || true
         for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
     fi
-    rm -rf "$dir"
+    if [ "$cmd" = stop ]; then rm -rf "$dir"; fi
     ;;
 esac

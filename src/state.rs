@@ -73,6 +73,16 @@ impl AppState {
         Ok(done)
     }
 
+    /// Before a report: this replica's records are committed, and on a database that other
+    /// replicas share, theirs from before this moment too (they commit within their window),
+    /// so a report never misses an answer a client already received.
+    pub async fn settle_usage(&self) {
+        self.recorder.flush().await;
+        if self.store.shared() {
+            tokio::time::sleep(crate::metering::recorder::PEER_SETTLE).await;
+        }
+    }
+
     /// Reloads users and keys if the database changed since the last load (the CLI reset a
     /// token, another replica added a key), or always with `force`. Returns once the caches
     /// are current, also when another caller's reload was running.

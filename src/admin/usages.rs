@@ -61,7 +61,7 @@ fn query_window(query: &str) -> Result<(String, String), AdminError> {
 
 pub async fn all(app: &App, _root: Caller, query: &str) -> Answer {
     let (from, to) = query_window(query)?;
-    app.recorder.flush().await;
+    app.settle_usage().await;
     let totals = app.store.usage_totals(&from, &to).await?;
     let rows: Vec<UsageRow> = totals.into_iter().map(row).collect();
     Ok(json(StatusCode::OK, &rows))
@@ -69,7 +69,7 @@ pub async fn all(app: &App, _root: Caller, query: &str) -> Answer {
 
 pub async fn mine(app: &App, caller: Caller, query: &str) -> Answer {
     let (from, to) = query_window(query)?;
-    app.recorder.flush().await;
+    app.settle_usage().await;
     let total = app
         .store
         .user_usage_total(caller.user_id, &from, &to)
@@ -88,7 +88,7 @@ pub async fn detail(app: &App, only: Option<i64>, query: &str) -> Answer {
         None => Format::Json,
         Some(text) => Format::parse(&text, false).map_err(AdminError::BadRequest)?,
     };
-    app.recorder.flush().await;
+    app.settle_usage().await;
     let rows = app.store.usage_report(&from, &to, only, &dims).await?;
     Ok(match format {
         Format::Csv => {

@@ -39,6 +39,9 @@ use crate::store::{BlockingStore, Store};
 const BATCH: usize = 1024;
 /// How long the writer gathers records before a transaction.
 const WINDOW: Duration = Duration::from_millis(100);
+/// How long a report on a shared database waits for other replicas' batches: their window,
+/// plus a commit.
+pub const PEER_SETTLE: Duration = Duration::from_millis(150);
 /// Records kept in memory while neither the journal nor the database can take them.
 pub const MAX_QUEUED: usize = 100_000;
 /// Longest hold of a finished answer waiting for its record (the journal's disk is stalled);

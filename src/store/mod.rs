@@ -113,6 +113,12 @@ pub trait Backend: Send + Sync {
     /// `sqlite` or `postgres`, for logs and `/metrics`.
     fn kind(&self) -> &'static str;
 
+    /// Whether other processes write usage to this database too (replicas), so that a report
+    /// must also allow for their recorders' batching.
+    fn shared(&self) -> bool {
+        false
+    }
+
     async fn init_root(&self) -> Result<Option<User>, StoreError>;
     async fn user(&self, id: i64) -> Result<User, StoreError>;
     async fn list_users(&self, include_deleted: bool) -> Result<Vec<User>, StoreError>;

@@ -362,6 +362,66 @@ impl std::ops::Deref for TestStore {
 }
 
 // ---------------------------------------------------------------------------------------------
+// catgate as a child process
+
+/// A free loopback port (bound and released; the child binds it right after).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A child process that is killed when dropped, so a failing test leaves nothing running.
+pub struct Killed(pub std::process::Child);
+
+impl std::ops::Deref for Killed {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Killed {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `catgate --config CONFIG` as a child process (env overrides removed), stderr to `log`.
+pub fn serve(config: &std::path::Path, log: std::process::Stdio) -> Killed {
+    Killed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_catgate"))
+            .args(["--config", config.to_str().unwrap()])
+            .env_remove("CATGATE_DATABASE")
+            .env_remove("CATGATE_LISTEN")
+            .env_remove("PORT")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits until `base` answers `/healthz` (20 s at most).
+pub async fn wait_ready(http: &reqwest::Client, base: &str) {
+    let started = std::time::Instant::now();
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "catgate did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The app under test
 
 pub struct TestApp {

@@ -16,63 +16,6 @@ fn ask() -> serde_json::Value {
     json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
 }
 
-/// A free loopback port (bound and released; the child binds it right after).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// A child process that is killed when dropped, so a failing test leaves nothing running.
-struct Killed(std::process::Child);
-
-impl std::ops::Deref for Killed {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Killed {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `catgate --config CONFIG` as a child process (env overrides removed), stderr to `log`.
-fn serve(config: &std::path::Path, log: Stdio) -> Killed {
-    Killed(
-        Command::new(env!("CARGO_BIN_EXE_catgate"))
-            .args(["--config", config.to_str().unwrap()])
-            .env_remove("CATGATE_DATABASE")
-            .env_remove("CATGATE_LISTEN")
-            .env_remove("PORT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
-}
-
-/// Waits until `base` answers `/healthz` (20 s at most).
-async fn wait_ready(http: &reqwest::Client, base: &str) {
-    let started = Instant::now();
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "catgate did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_under_load_loses_no_completed_request() {
     let mock = Mock::start().await;

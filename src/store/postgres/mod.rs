@@ -178,6 +178,10 @@ impl Backend for PgStore {
         "postgres"
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     async fn init_root(&self) -> Result<Option<User>, StoreError> {
         users::init_root(&mut *self.client().await?).await
     }
