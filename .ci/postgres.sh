@@ -18,8 +18,11 @@ start)
         python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' >"$dir/port"
     fi
     port=$(cat "$dir/port")
+    # Tests trade durability for speed; PG_DURABLE=1 (benchmarks) keeps the defaults.
+    fast="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    if [ "${PG_DURABLE:-0}" = 1 ]; then fast=""; fi
     as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=500" >/dev/null
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=500 $fast" >/dev/null
     echo "postgres://postgres@127.0.0.1:$port/postgres" | tee "$dir/url"
     ;;
 halt|stop)
