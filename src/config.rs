@@ -117,6 +117,14 @@ pub const DEFAULT_OPENAI_BASE: &str = "https://api.openai.com";
 pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
 impl Config {
+    /// What the providers' wire rules read (`upstream::Provider::url` and friends).
+    pub fn wire_settings(&self) -> crate::upstream::Settings<'_> {
+        crate::upstream::Settings {
+            azure_api_version: &self.upstream.azure_api_version,
+            azure_deployments: &self.azure_deployments,
+        }
+    }
+
     /// Loads `path`. A missing file is an error unless `optional` (the implicit default path).
     pub fn load(path: &Path, optional: bool) -> Result<Config, ConfigError> {
         let text = match std::fs::read_to_string(path) {
@@ -236,7 +244,7 @@ fn upstream(raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
         .openai_base_url
         .unwrap_or_else(|| DEFAULT_OPENAI_BASE.into());
     let openai_base_url =
-        crate::proxy::endpoint::normalize_base(&base).map_err(|m| ConfigError::Invalid {
+        crate::upstream::normalize_base(&base).map_err(|m| ConfigError::Invalid {
             key: "upstream.openai_base_url".into(),
             message: m.to_string(),
         })?;

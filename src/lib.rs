@@ -19,6 +19,7 @@ pub mod state;
 pub mod store;
 pub mod timestamp;
 pub mod upload;
+pub mod upstream;
 
 pub use server::serve;
 pub use state::{App, AppState};

@@ -29,7 +29,10 @@ pub struct Finished {
     pub request_id: String,
     pub user_id: i64,
     pub key_id: Option<i64>,
-    pub route: String,
+    /// What the request is, as the proxy parsed it: decides estimation and pricing.
+    pub route: Route,
+    /// The request's path, stored as the record's `route` (reports and `reprice` read it).
+    pub path: String,
     pub request_model: Option<String>,
     /// The request body as sent by the client, for estimating prompt tokens.
     pub request_body: RequestBody,
@@ -198,7 +201,7 @@ fn measure(settler: &Settler, f: &Finished) -> Measured {
     let Estimate::Text(completion_text) = text else {
         return none(model, tier);
     };
-    if !Route::parse(&f.route).estimable() {
+    if !f.route.estimable() {
         return none(model, tier);
     }
     let name = model
@@ -268,7 +271,7 @@ pub fn settle(settler: &Settler, f: Finished) -> UsageRecord {
         .unwrap_or_default();
     let cost = cost_of(
         &settler.prices,
-        Route::parse(&f.route),
+        f.route,
         f.status,
         &model,
         m.service_tier.as_deref(),
@@ -284,7 +287,7 @@ pub fn settle(settler: &Settler, f: Finished) -> UsageRecord {
         user_id: f.user_id,
         key_id: f.key_id,
         model,
-        route: f.route,
+        route: f.path,
         prompt_tokens: u.prompt_tokens,
         cached_tokens: u.cached_tokens,
         cache_write_tokens: u.cache_write_tokens,

@@ -9,8 +9,7 @@ use http::{HeaderMap, Method, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::endpoint;
-use super::keys::{Eligible, PoolKey};
+use super::keys::PoolKey;
 use super::request::{with_include_usage, Inspected};
 use super::response::{respond, Upstream};
 use crate::body::ResponseBody;
@@ -19,8 +18,8 @@ use crate::metering::recorder::Recorder;
 use crate::metering::settle::{Finished, Observed};
 use crate::route::Route;
 use crate::state::App;
-use crate::store::keys::ApiType;
 use crate::upload::{RequestBody, UpstreamBody};
+use crate::upstream::{Call, ProviderSet};
 
 /// A request as read from the client, ready to be sent to any key.
 pub struct Outbound {
@@ -74,10 +73,7 @@ pub async fn send(
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let started = Instant::now();
     let created_at = std::time::SystemTime::now();
-    let eligible = match (out.route.azure_operation(), &out.inspected.model) {
-        (Some(_), Some(_)) => Eligible::OpenAiOrAzure,
-        _ => Eligible::OpenAiOnly,
-    };
+    let eligible = ProviderSet::serving(out.route, out.inspected.model.as_deref());
     let upstream = &app.config.upstream;
     // Built before the first attempt so that a client leaving while catgate waits for the
     // upstream (hyper then drops this future) still leaves its audit row.
@@ -88,7 +84,8 @@ pub async fn send(
             request_id: uuid::Uuid::now_v7().to_string(),
             user_id,
             key_id: None,
-            route: out.path.clone(),
+            route: out.route,
+            path: out.path.clone(),
             request_model: out.inspected.model.clone(),
             request_body: out.body.clone(),
             stream: out.inspected.stream,
@@ -176,25 +173,17 @@ impl Drop for InFlight<'_> {
 /// One try on one key: the response head, or why there is none.
 async fn attempt(app: &App, key: &PoolKey, out: &Outbound) -> Attempt {
     let upstream = &app.config.upstream;
-    let (url, body) = match key.api_type {
-        ApiType::OpenAi => (
-            format!("{}{}", key.base_url, out.path_and_query),
-            body_for(out, true).await,
-        ),
-        ApiType::Azure => {
-            let (Some(op), Some(model)) = (out.route.azure_operation(), &out.inspected.model)
-            else {
-                return Attempt::Failed(ProxyError::NoUpstreamKey);
-            };
-            let deployment = endpoint::azure_deployment(model, &app.config.azure_deployments);
-            let url =
-                endpoint::azure_url(&key.base_url, &deployment, op, &upstream.azure_api_version);
-            (
-                url,
-                body_for(out, azure_streams_usage(&upstream.azure_api_version)).await,
-            )
-        }
+    let settings = app.config.wire_settings();
+    let call = Call {
+        route: out.route,
+        path_and_query: &out.path_and_query,
+        model: out.inspected.model.as_deref(),
     };
+    let Some(url) = key.provider.url(&key.base_url, &call, &settings) else {
+        // The pool only offers keys whose provider serves the call; kept as a safe answer.
+        return Attempt::Failed(ProxyError::NoUpstreamKey);
+    };
+    let body = body_for(out, key.provider.takes_stream_options(&settings)).await;
     let mut headers = HeaderMap::with_capacity(out.headers.len() + 1);
     for (name, value) in &out.headers {
         if !DROP_REQUEST.contains(&name.as_str()) {
@@ -295,12 +284,6 @@ async fn body_for(
     }
 }
 
-/// Azure accepts `stream_options` from api-version 2024-09-01 (previews included) on; older
-/// versions reject the unknown field, so catgate then leaves the body alone and estimates.
-fn azure_streams_usage(api_version: &str) -> bool {
-    api_version >= "2024-09-01"
-}
-
 /// How long to rest the key before another request may use it, if this answer should be
 /// retried on another key; `None` when the answer goes to the client as is.
 fn rest_after(
@@ -349,12 +332,5 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
         h.insert("retry-after-ms", HeaderValue::from_static("nope"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-    }
-
-    #[test]
-    fn azure_versions() {
-        assert!(!azure_streams_usage("2024-06-01"));
-        assert!(azure_streams_usage("2024-10-21"));
-        assert!(azure_streams_usage("2025-01-01-preview"));
     }
 }
