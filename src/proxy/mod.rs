@@ -16,11 +16,11 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::auth::bearer_token;
-use crate::body::{json as json_body, ReadError, ResponseBody};
+use crate::body::{json as json_body, ResponseBody};
 use crate::error::ProxyError;
 use crate::route::Route;
 use crate::state::App;
-use crate::upload::{self, RequestBody};
+use crate::upload::{self, ReadError, RequestBody};
 use crate::upstream::ProviderSet;
 
 /// Handles one `/v1` request; errors catgate makes come back in OpenAI's shape.

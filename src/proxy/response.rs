@@ -111,9 +111,9 @@ pub(super) fn respond(
     );
     // Upstream error bodies quote the rejected key.
     let body = if status.is_success() {
-        ResponseBody::Metered(Box::new(body))
+        ResponseBody::stream(body)
     } else {
-        ResponseBody::Masked(Box::new(MaskedBody::new(body, key.secret().clone())))
+        ResponseBody::stream(MaskedBody::new(body, key.secret().clone()))
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;
