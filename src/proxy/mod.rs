@@ -1,8 +1,10 @@
 //! The `/v1` proxy: authenticate the member, read the body, forward with failover, meter.
 
+pub mod attempt;
 pub mod client;
+pub mod cooldown;
 pub mod decoded;
-pub mod forward;
+pub mod failover;
 pub mod json_keep;
 pub mod keys;
 pub mod mask;
@@ -64,7 +66,7 @@ async fn proxy(app: &App, req: Request<Incoming>) -> Result<Response<ResponseBod
         .uri
         .path_and_query()
         .map_or_else(|| path.clone(), |pq| pq.as_str().to_string());
-    let out = forward::Outbound {
+    let out = attempt::Outbound {
         method: parts.method,
         route,
         path,
@@ -75,7 +77,7 @@ async fn proxy(app: &App, req: Request<Incoming>) -> Result<Response<ResponseBod
         inspected,
         inject_usage,
     };
-    forward::send(app, caller.user_id, out).await
+    failover::send(app, caller.user_id, out).await
 }
 
 /// What routing and metering need from the body; for a spooled body, also where an

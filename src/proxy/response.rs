@@ -3,13 +3,10 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Response};
-use http_body::Frame;
-use hyper::body::Incoming;
 
+use super::attempt::{Outbound, Upstream};
 use super::decoded::Decoded;
-use super::forward::Outbound;
 use super::keys::PoolKey;
 use super::mask::{self, MaskedBody};
 use super::metered_body::{MeteredBody, Mode};
@@ -17,13 +14,6 @@ use crate::body::ResponseBody;
 use crate::metering::settle::Finished;
 use crate::metering::stream_meter::StreamMeter;
 use crate::state::App;
-
-/// An upstream answer whose head arrived, with the first body frame already read for 2xx.
-pub struct Upstream {
-    pub parts: http::response::Parts,
-    pub body: Incoming,
-    pub first: Option<Frame<Bytes>>,
-}
 
 pub(super) fn keep_response_header(name: &HeaderName) -> bool {
     let n = name.as_str();
