@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rust_decimal::Decimal;
 
+use super::answer_scan;
 use super::completion_text;
 use super::pricing::PriceTable;
 use super::stream_meter::StreamOutcome;
 use super::tokenizer::Tokenizer;
-use super::usage::{self, Usage};
+use super::usage::Usage;
 use crate::route::Route;
 use crate::store::usage::{UsageRecord, UsageSource};
 use crate::upload::RequestBody;
@@ -164,7 +165,7 @@ fn measure(settler: &Settler, f: &Finished) -> Measured {
             Estimate::None,
         ),
         Observed::Body(body) => {
-            let read = usage::from_json_body(body);
+            let read = answer_scan::from_json_body(body);
             let text = match read.usage {
                 Some(u) if u.largest_count() <= settler.max_tokens => Estimate::None,
                 _ => Estimate::Text(completion_text::from_body(body)),
