@@ -9,6 +9,8 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod error;
+#[cfg(test)]
+mod layering;
 pub mod metering;
 pub mod proxy;
 pub mod report;
