@@ -1,6 +1,9 @@
 //! Bodies: reading a client's request body (bounded in size and time), and the one response
-//! body type — a whole buffer (admin answers, catgate-made errors) or an upstream body passing
-//! through the metering wrapper.
+//! body type — a whole buffer (admin answers, catgate-made errors) or a streamed body (the
+//! proxy's metered upstream answers).
+//!
+//! The streamed variant is a boxed trait object, so this module knows no proxy type: the proxy
+//! depends on bodies, never the other way round.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -9,22 +12,35 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 
 use crate::error::BoxError;
-use crate::proxy::mask::MaskedBody;
-use crate::proxy::metered_body::MeteredBody;
+use crate::upload::ReadError;
 
 pub enum ResponseBody {
     Full(Option<Bytes>),
-    Metered(Box<MeteredBody>),
-    /// A metered non-2xx answer with the key's secret masked.
-    Masked(Box<MaskedBody<MeteredBody>>),
+    /// Boxed once per answer, as the wrappers it replaces were.
+    Stream(UnsyncBoxBody<Bytes, BoxError>),
 }
 
 impl ResponseBody {
     pub fn empty() -> Self {
         ResponseBody::Full(None)
+    }
+
+    pub fn stream<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes, Error = BoxError> + Send + 'static,
+    {
+        ResponseBody::Stream(UnsyncBoxBody::new(body))
+    }
+}
+
+/// A whole buffer (what error responses are built from, see `error.rs`).
+impl From<Bytes> for ResponseBody {
+    fn from(bytes: Bytes) -> Self {
+        ResponseBody::Full(Some(bytes))
     }
 }
 
@@ -38,16 +54,14 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ResponseBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            ResponseBody::Metered(m) => Pin::new(m.as_mut()).poll_frame(cx),
-            ResponseBody::Masked(m) => Pin::new(m.as_mut()).poll_frame(cx),
+            ResponseBody::Stream(s) => Pin::new(s).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             ResponseBody::Full(b) => b.is_none(),
-            ResponseBody::Metered(m) => m.is_end_stream(),
-            ResponseBody::Masked(m) => m.is_end_stream(),
+            ResponseBody::Stream(s) => s.is_end_stream(),
         }
     }
 
@@ -55,8 +69,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ResponseBody::Full(None) => SizeHint::with_exact(0),
-            ResponseBody::Metered(m) => m.size_hint(),
-            ResponseBody::Masked(m) => m.size_hint(),
+            ResponseBody::Stream(s) => s.size_hint(),
         }
     }
 }
@@ -82,14 +95,6 @@ pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Resp
             br#"{"error":"internal error"}"#.to_vec(),
         ),
     }
-}
-
-#[derive(Debug)]
-pub enum ReadError {
-    TooLarge,
-    /// The whole body did not arrive before the deadline.
-    TimedOut,
-    Io(String),
 }
 
 /// Reads a whole request body of at most `limit` bytes (at most

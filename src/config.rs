@@ -260,7 +260,7 @@ fn upstream(raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
         .openai_base_url
         .unwrap_or_else(|| DEFAULT_OPENAI_BASE.into());
     let openai_base_url =
-        crate::proxy::endpoint::normalize_base(&base).map_err(|m| ConfigError::Invalid {
+        crate::base_url::normalize_base(&base).map_err(|m| ConfigError::Invalid {
             key: "upstream.openai_base_url".into(),
             message: m.to_string(),
         })?;

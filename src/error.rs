@@ -1,10 +1,13 @@
 //! Edge errors. `/1` answers `{"error": "..."}`; `/v1` answers in OpenAI's error shape so SDKs
 //! raise their typed exceptions. Each maps to a status in exactly one place.
+//!
+//! This module imports no other HTTP module of catgate (responses are built for any body made
+//! from bytes), so everything may use [`BoxError`] and the error types without a cycle.
 
+use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::json;
 
-use crate::body::{json as json_body, ResponseBody};
 use crate::store::StoreError;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -32,7 +35,7 @@ pub enum AdminError {
 }
 
 impl AdminError {
-    pub fn into_response(self) -> Response<ResponseBody> {
+    pub fn into_response<B: From<Bytes>>(self) -> Response<B> {
         let status = match &self {
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -48,8 +51,7 @@ impl AdminError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        let resp = json_body(status, &json!({ "error": self.to_string() }));
-        close_if_timed_out(resp)
+        close_if_timed_out(json_body(status, &json!({ "error": self.to_string() })))
     }
 }
 
@@ -89,7 +91,7 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    pub fn into_response(self) -> Response<ResponseBody> {
+    pub fn into_response<B: From<Bytes>>(self) -> Response<B> {
         let (status, kind, code) = match &self {
             ProxyError::InvalidApiKey => (
                 StatusCode::UNAUTHORIZED,
@@ -152,11 +154,22 @@ impl ProxyError {
 
 /// A 408 closes the connection: the rest of the stalled body would otherwise be read as the
 /// next request.
-fn close_if_timed_out(mut resp: Response<ResponseBody>) -> Response<ResponseBody> {
+fn close_if_timed_out<B>(mut resp: Response<B>) -> Response<B> {
     if resp.status() == StatusCode::REQUEST_TIMEOUT {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    resp
+}
+
+/// A JSON response; a `Value` always serializes, so there is no failure path.
+fn json_body<B: From<Bytes>>(status: StatusCode, value: &serde_json::Value) -> Response<B> {
+    let mut resp = Response::new(B::from(Bytes::from(value.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 

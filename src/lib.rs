@@ -4,11 +4,14 @@
 
 pub mod admin;
 pub mod auth;
+pub mod base_url;
 pub mod body;
 pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod error;
+#[cfg(test)]
+mod layering;
 pub mod metering;
 pub mod proxy;
 pub mod report;
@@ -19,6 +22,7 @@ pub mod state;
 pub mod store;
 pub mod timestamp;
 pub mod upload;
+pub mod upstream;
 
 pub use server::serve;
 pub use state::{App, AppState};

@@ -1,7 +1,7 @@
 //! What a `/v1` request is, parsed once from its path: the one place that knows which routes
-//! stream usage, are billed by token, can be estimated, or are billed per request, and which an
-//! Azure deployment can serve. Records keep the request's path; [`Route::parse`] reads it back
-//! (e.g. for `catgate reprice`).
+//! stream usage, are billed by token, can be estimated, or are billed per request. Which
+//! provider serves a route is `upstream`'s business. Records keep the request's path;
+//! [`Route::parse`] reads it back (e.g. for `catgate reprice`).
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -56,16 +56,6 @@ impl Route {
     pub fn billable(self) -> bool {
         self.billed_by_tokens() || matches!(self, Route::Images | Route::Audio)
     }
-
-    /// The Azure deployment operation serving this route, if an Azure key can.
-    pub fn azure_operation(self) -> Option<&'static str> {
-        match self {
-            Route::ChatCompletions => Some("chat/completions"),
-            Route::Completions => Some("completions"),
-            Route::Embeddings => Some("embeddings"),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -81,7 +71,5 @@ mod tests {
         assert_eq!(Route::parse("/v1/chat/completions/x"), Route::Other);
         assert!(Route::Responses.billed_by_tokens() && !Route::Responses.estimable());
         assert!(Route::Audio.billable() && !Route::Moderations.billable());
-        assert_eq!(Route::Embeddings.azure_operation(), Some("embeddings"));
-        assert_eq!(Route::Responses.azure_operation(), None);
     }
 }

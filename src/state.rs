@@ -7,15 +7,15 @@ use crate::auth::TokenIndex;
 use crate::config::Config;
 use crate::metering::recorder::Recorder;
 use crate::metering::settle::Settler;
-use crate::proxy::keys::KeyPool;
 use crate::store::{OpenMode, Store, StoreError};
+use crate::upstream::pool::KeyPool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Client(#[from] crate::proxy::client::ClientError),
+    Client(#[from] crate::upstream::client::ClientError),
     #[error("cannot start the usage recorder: {0}")]
     Recorder(#[from] std::io::Error),
 }
@@ -25,7 +25,7 @@ pub struct AppState {
     pub store: Store,
     pub tokens: TokenIndex,
     pub keys: KeyPool,
-    pub client: crate::proxy::client::UpstreamClient,
+    pub client: crate::upstream::client::UpstreamClient,
     pub recorder: Recorder,
     /// The store's change marker when the caches were last loaded. Held across a reload, so
     /// a periodic refresh that read the tables before an admin change cannot overwrite the
@@ -42,7 +42,7 @@ impl AppState {
     /// Opens the store, loads users and keys, starts the recorder.
     pub async fn start(config: Config) -> Result<App, StartError> {
         let store = Store::open(&config.database, OpenMode::Create).await?;
-        let client = crate::proxy::client::build(&config.upstream)?;
+        let client = crate::upstream::client::build(&config.upstream)?;
         let settler = Settler::new(
             Arc::new(config.prices.clone()),
             config.max_tokens_per_request,

@@ -16,12 +16,19 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWriteExt, ReadBuf};
 
-use crate::body::ReadError;
-
 /// Bodies up to this size stay in memory.
 pub const MEMORY_LIMIT: usize = 1024 * 1024;
 /// Bytes gathered before each write to the temp file, and read per upstream frame.
 const CHUNK: usize = 256 * 1024;
+
+/// Why a client's request body could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    TooLarge,
+    /// The whole body did not arrive before the deadline.
+    TimedOut,
+    Io(String),
+}
 
 /// A whole request body, as read from the client.
 #[derive(Debug, Clone)]

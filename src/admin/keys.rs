@@ -7,10 +7,10 @@ use serde_json::json;
 use crate::auth::Caller;
 use crate::body::{json, ResponseBody};
 use crate::error::AdminError;
-use crate::proxy::endpoint;
 use crate::state::App;
 use crate::store::keys::{ApiType, Key, NewKey};
 use crate::store::StoreError;
+use crate::upstream::Provider;
 
 type Answer = Result<Response<ResponseBody>, AdminError>;
 
@@ -62,13 +62,9 @@ pub async fn add(app: &App, input: KeyInput) -> Answer {
             ))
         })?,
     };
-    let raw_endpoint = input.endpoint.unwrap_or_default();
-    let endpoint = match (api_type, raw_endpoint.trim()) {
-        (ApiType::OpenAi, "") => Ok(String::new()),
-        (ApiType::OpenAi, e) => endpoint::normalize_base(e),
-        (ApiType::Azure, e) => endpoint::resolve_azure(e, &name),
-    }
-    .map_err(|m| AdminError::BadRequest(m.to_string()))?;
+    let endpoint = Provider::from(api_type)
+        .resolve_endpoint(&input.endpoint.unwrap_or_default(), &name)
+        .map_err(|m| AdminError::BadRequest(m.to_string()))?;
     let key = app
         .write(app.store.add_key(&NewKey {
             key: &secret,

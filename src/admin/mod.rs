@@ -11,9 +11,10 @@ use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{bearer_token, Caller};
-use crate::body::{read_limited, ReadError, ResponseBody};
+use crate::body::{read_limited, ResponseBody};
 use crate::error::AdminError;
 use crate::state::App;
+use crate::upload::ReadError;
 
 /// Largest admin request body.
 const MAX_BODY: usize = 1024 * 1024;

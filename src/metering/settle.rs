@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rust_decimal::Decimal;
 
+use super::answer_scan;
 use super::completion_text;
 use super::pricing::PriceTable;
 use super::stream_meter::StreamOutcome;
 use super::tokenizer::Tokenizer;
-use super::usage::{self, Usage};
+use super::usage::Usage;
 use crate::route::Route;
 use crate::store::usage::{UsageRecord, UsageSource};
 use crate::upload::RequestBody;
@@ -29,7 +30,10 @@ pub struct Finished {
     pub request_id: String,
     pub user_id: i64,
     pub key_id: Option<i64>,
-    pub route: String,
+    /// What the request is, as the proxy parsed it: decides estimation and pricing.
+    pub route: Route,
+    /// The request's path, stored as the record's `route` (reports and `reprice` read it).
+    pub path: String,
     pub request_model: Option<String>,
     /// The request body as sent by the client, for estimating prompt tokens.
     pub request_body: RequestBody,
@@ -161,7 +165,7 @@ fn measure(settler: &Settler, f: &Finished) -> Measured {
             Estimate::None,
         ),
         Observed::Body(body) => {
-            let read = usage::from_json_body(body);
+            let read = answer_scan::from_json_body(body);
             let text = match read.usage {
                 Some(u) if u.largest_count() <= settler.max_tokens => Estimate::None,
                 _ => Estimate::Text(completion_text::from_body(body)),
@@ -198,7 +202,7 @@ fn measure(settler: &Settler, f: &Finished) -> Measured {
     let Estimate::Text(completion_text) = text else {
         return none(model, tier);
     };
-    if !Route::parse(&f.route).estimable() {
+    if !f.route.estimable() {
         return none(model, tier);
     }
     let name = model
@@ -268,7 +272,7 @@ pub fn settle(settler: &Settler, f: Finished) -> UsageRecord {
         .unwrap_or_default();
     let cost = cost_of(
         &settler.prices,
-        Route::parse(&f.route),
+        f.route,
         f.status,
         &model,
         m.service_tier.as_deref(),
@@ -284,7 +288,7 @@ pub fn settle(settler: &Settler, f: Finished) -> UsageRecord {
         user_id: f.user_id,
         key_id: f.key_id,
         model,
-        route: f.route,
+        route: f.path,
         prompt_tokens: u.prompt_tokens,
         cached_tokens: u.cached_tokens,
         cache_write_tokens: u.cache_write_tokens,

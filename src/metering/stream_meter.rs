@@ -12,10 +12,12 @@ use bytes::{Bytes, BytesMut};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+use super::answer_scan;
 use super::completion_text::CompletionText;
 use super::settle::DEFAULT_MAX_TOKENS;
 use super::sse::{event_data, SseSplitter};
-use super::usage::{self, RawUsage, Usage};
+use super::usage::Usage;
+use super::usage_wire::RawUsage;
 
 /// What a stream showed, once it has ended.
 #[derive(Debug, Clone, Default)]
@@ -118,12 +120,12 @@ impl MeterState {
             return true;
         }
         if self.outcome.model.is_none() {
-            self.outcome.model = usage::model_of(data);
+            self.outcome.model = answer_scan::model_of(data);
         }
         if self.outcome.service_tier.is_none() {
-            self.outcome.service_tier = usage::service_tier_of(data);
+            self.outcome.service_tier = answer_scan::service_tier_of(data);
         }
-        if usage::may_carry_usage(data) {
+        if answer_scan::may_carry_usage(data) {
             match serde_json::from_slice::<UsageChunk>(data) {
                 Ok(chunk) if chunk.carries_usage() => return self.take_usage(chunk),
                 Ok(_) => {}

@@ -7,8 +7,8 @@
 
 use bytes::Bytes;
 
+use crate::metering::answer_scan;
 use crate::metering::settle::Observed;
-use crate::metering::usage;
 
 /// Bodies up to this size are kept whole.
 const WHOLE: usize = 64 * 1024;
@@ -96,11 +96,11 @@ impl JsonKeep {
         }
         // Too large to keep whole: usage and tier are at the end, the model near the start.
         let tail = &self.tail[self.tail.len().saturating_sub(TAIL)..];
-        match usage::last_usage_object(tail) {
+        match answer_scan::last_usage_object(tail) {
             Some(usage) => Observed::Usage {
                 usage,
-                model: usage::model_of(&self.buf).or_else(|| usage::model_of(tail)),
-                service_tier: usage::service_tier_of(tail),
+                model: answer_scan::model_of(&self.buf).or_else(|| answer_scan::model_of(tail)),
+                service_tier: answer_scan::service_tier_of(tail),
             },
             None => {
                 tracing::warn!(
@@ -116,7 +116,7 @@ impl JsonKeep {
 /// A whole JSON body: its usage when it has a believable one (parsed here cheaply from the
 /// usage object), else a compact copy for the recorder to estimate from.
 fn whole_observed(body: Bytes, max_tokens: u64) -> Observed {
-    let read = usage::from_json_body(&body);
+    let read = answer_scan::from_json_body(&body);
     match read.usage {
         Some(usage) if usage.largest_count() <= max_tokens => Observed::Usage {
             usage,

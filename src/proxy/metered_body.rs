@@ -51,7 +51,7 @@ type Ack = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 pub struct MeteredBody {
     inner: Incoming,
-    /// The first frame, read before the head went out (see `forward::first_frame`).
+    /// The first frame, read before the head went out (see `attempt::first_frame`).
     first: Option<Frame<Bytes>>,
     /// Waiting for the row of a cleanly ended body to be durable.
     ack: Option<Ack>,

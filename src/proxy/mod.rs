@@ -1,12 +1,10 @@
 //! The `/v1` proxy: authenticate the member, read the body, forward with failover, meter.
 
-pub mod client;
+pub mod attempt;
+pub mod cooldown;
 pub mod decoded;
-pub mod endpoint;
-pub mod forward;
+pub mod failover;
 pub mod json_keep;
-pub mod keys;
-pub mod mask;
 pub mod metered_body;
 pub mod path;
 pub mod request;
@@ -17,12 +15,12 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::auth::bearer_token;
-use crate::body::{json as json_body, ReadError, ResponseBody};
+use crate::body::{json as json_body, ResponseBody};
 use crate::error::ProxyError;
 use crate::route::Route;
 use crate::state::App;
-use crate::store::keys::ApiType;
-use crate::upload::{self, RequestBody};
+use crate::upload::{self, ReadError, RequestBody};
+use crate::upstream::ProviderSet;
 
 /// Handles one `/v1` request; errors catgate makes come back in OpenAI's shape.
 pub async fn handle(app: App, req: Request<Incoming>) -> Response<ResponseBody> {
@@ -52,22 +50,22 @@ async fn proxy(app: &App, req: Request<Incoming>) -> Result<Response<ResponseBod
             }
         })?;
     let path = parts.uri.path().to_string();
-    let azure_only = !app.keys.has_key(ApiType::OpenAi) && app.keys.has_key(ApiType::Azure);
-    if parts.method == Method::GET && path == "/v1/models" && azure_only {
+    let route = Route::parse(&path);
+    if parts.method == Method::GET && route == Route::Models && !can_list_models(app) {
         return Ok(local_models(app));
     }
     let (inspected, splice_at) = inspect(&body).await;
     let inject_usage = inspected.stream
-        && Route::parse(&path).streams_usage()
+        && route.streams_usage()
         && inspected.include_usage != Some(true)
         && (body.in_memory().is_some() || splice_at.is_some());
     let path_and_query = parts
         .uri
         .path_and_query()
         .map_or_else(|| path.clone(), |pq| pq.as_str().to_string());
-    let out = forward::Outbound {
+    let out = attempt::Outbound {
         method: parts.method,
-        route: Route::parse(&path),
+        route,
         path,
         path_and_query,
         headers: parts.headers,
@@ -76,7 +74,7 @@ async fn proxy(app: &App, req: Request<Incoming>) -> Result<Response<ResponseBod
         inspected,
         inject_usage,
     };
-    forward::send(app, caller.user_id, out).await
+    failover::send(app, caller.user_id, out).await
 }
 
 /// What routing and metering need from the body; for a spooled body, also where an
@@ -101,8 +99,17 @@ async fn inspect(body: &RequestBody) -> (request::Inspected, Option<u64>) {
     .unwrap_or_default()
 }
 
-/// With only Azure keys there is no upstream `/v1/models`; answer with the models catgate
-/// knows how to price or route, in OpenAI's list shape.
+/// Whether some key can answer `GET /v1/models` itself. With keys but none that can (only
+/// Azure keys), catgate answers locally; with no key at all, the usual 503.
+fn can_list_models(app: &App) -> bool {
+    app.keys.is_empty()
+        || app
+            .keys
+            .has_key_for(ProviderSet::serving(Route::Models, None))
+}
+
+/// With no key that serves `/v1/models` there is no upstream list; answer with the models
+/// catgate knows how to price or route, in OpenAI's list shape.
 fn local_models(app: &App) -> Response<ResponseBody> {
     let mut ids: Vec<&str> = app
         .config

@@ -3,27 +3,17 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Response};
-use http_body::Frame;
-use hyper::body::Incoming;
 
+use super::attempt::{Outbound, Upstream};
 use super::decoded::Decoded;
-use super::forward::Outbound;
-use super::keys::PoolKey;
-use super::mask::{self, MaskedBody};
 use super::metered_body::{MeteredBody, Mode};
 use crate::body::ResponseBody;
 use crate::metering::settle::Finished;
 use crate::metering::stream_meter::StreamMeter;
 use crate::state::App;
-
-/// An upstream answer whose head arrived, with the first body frame already read for 2xx.
-pub struct Upstream {
-    pub parts: http::response::Parts,
-    pub body: Incoming,
-    pub first: Option<Frame<Bytes>>,
-}
+use crate::upstream::mask::{self, MaskedBody};
+use crate::upstream::pool::PoolKey;
 
 pub(super) fn keep_response_header(name: &HeaderName) -> bool {
     let n = name.as_str();
@@ -111,9 +101,9 @@ pub(super) fn respond(
     );
     // Upstream error bodies quote the rejected key.
     let body = if status.is_success() {
-        ResponseBody::Metered(Box::new(body))
+        ResponseBody::stream(body)
     } else {
-        ResponseBody::Masked(Box::new(MaskedBody::new(body, key.secret().clone())))
+        ResponseBody::stream(MaskedBody::new(body, key.secret().clone()))
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;

@@ -1,5 +1,6 @@
 //! The key pool: an atomically swapped snapshot of the live keys, round-robin selection with
-//! one counter per route class, and per-key cooldowns that survive reloads.
+//! one counter per set of providers that can serve a request, and per-key cooldowns that
+//! survive reloads. What a key's provider accepts is `upstream`'s business.
 //!
 //! Selection takes no lock: one atomic increment and one snapshot load per request.
 
@@ -9,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use http::{header, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 
-use crate::proxy::endpoint;
-use crate::proxy::mask::Secret;
-use crate::store::keys::{ApiType, Key};
+use crate::store::keys::Key;
+use crate::upstream::mask::Secret;
+use crate::upstream::{Provider, ProviderSet};
 
 /// Health shared by all snapshots of one key id.
 #[derive(Debug, Default)]
@@ -26,7 +27,7 @@ pub struct KeyHealth {
 pub struct PoolKey {
     pub id: i64,
     pub name: String,
-    pub api_type: ApiType,
+    pub provider: Provider,
     /// Normalized base URL (no trailing `/`, no `/v1`).
     pub base_url: String,
     /// The ready credential header (`authorization: Bearer …` or Azure's `api-key`), marked
@@ -48,31 +49,11 @@ impl PoolKey {
     }
 }
 
-/// The credential header for `key`, or `None` if the secret cannot be a header value.
-fn auth_header(api_type: ApiType, secret: &str) -> Option<(HeaderName, HeaderValue)> {
-    let (name, value) = match api_type {
-        ApiType::OpenAi => (header::AUTHORIZATION, format!("Bearer {secret}")),
-        ApiType::Azure => (HeaderName::from_static("api-key"), secret.to_string()),
-    };
-    let mut value = HeaderValue::from_str(&value).ok()?;
-    value.set_sensitive(true);
-    Some((name, value))
-}
-
-/// Which keys can serve a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Eligible {
-    /// Routes only `openai` keys serve.
-    OpenAiOnly,
-    /// Chat completions, completions and embeddings with a model: Azure keys too.
-    OpenAiOrAzure,
-}
-
 pub struct KeyPool {
     keys: ArcSwap<Vec<Arc<PoolKey>>>,
     health: Mutex<HashMap<i64, Arc<KeyHealth>>>,
-    rr_openai: AtomicUsize,
-    rr_any: AtomicUsize,
+    /// One round-robin counter per [`ProviderSet`], indexed by [`ProviderSet::index`].
+    rr: [AtomicUsize; ProviderSet::COUNT],
     epoch: Instant,
     default_base: String,
 }
@@ -82,8 +63,7 @@ impl KeyPool {
         KeyPool {
             keys: ArcSwap::from_pointee(Vec::new()),
             health: Mutex::new(HashMap::new()),
-            rr_openai: AtomicUsize::new(0),
-            rr_any: AtomicUsize::new(0),
+            rr: std::array::from_fn(|_| AtomicUsize::new(0)),
             epoch: Instant::now(),
             default_base,
         }
@@ -98,25 +78,18 @@ impl KeyPool {
         let snapshot: Vec<Arc<PoolKey>> = keys
             .into_iter()
             .filter_map(|k| {
-                let Some(auth) = auth_header(k.api_type, &k.key) else {
+                let provider = Provider::from(k.api_type);
+                let Some(auth) = provider.auth_header(&k.key) else {
                     tracing::warn!(key_id = k.id, key_name = %k.name,
                         "key holds characters not allowed in a header; it is not used");
                     return None;
                 };
-                let base_url = match (k.api_type, k.endpoint.trim()) {
-                    (ApiType::OpenAi, "") => self.default_base.clone(),
-                    (ApiType::OpenAi, e) => {
-                        endpoint::normalize_base(e).unwrap_or_else(|_| e.to_string())
-                    }
-                    (ApiType::Azure, e) => {
-                        endpoint::resolve_azure(e, &k.name).unwrap_or_else(|_| e.to_string())
-                    }
-                };
+                let base_url = provider.base_url(&k.endpoint, &k.name, &self.default_base);
                 let h = health.entry(k.id).or_default().clone();
                 Some(Arc::new(PoolKey {
                     id: k.id,
                     name: k.name,
-                    api_type: k.api_type,
+                    provider,
                     base_url,
                     auth,
                     secret: Arc::new(Secret::new(&k.key)),
@@ -134,20 +107,14 @@ impl KeyPool {
 
     /// The next key for a request, skipping `tried` ones and preferring keys not cooling down.
     /// When every candidate is cooling down, the one that recovers first is returned.
-    pub fn next_for(&self, eligible: Eligible, tried: &[i64]) -> Option<Arc<PoolKey>> {
+    pub fn next_for(&self, eligible: ProviderSet, tried: &[i64]) -> Option<Arc<PoolKey>> {
         let snapshot = self.keys.load();
-        let is_candidate = |k: &PoolKey| {
-            (eligible == Eligible::OpenAiOrAzure || k.api_type == ApiType::OpenAi)
-                && !tried.contains(&k.id)
-        };
+        let is_candidate = |k: &PoolKey| eligible.contains(k.provider) && !tried.contains(&k.id);
         let n = snapshot.iter().filter(|k| is_candidate(k)).count();
         if n == 0 {
             return None;
         }
-        let counter = match eligible {
-            Eligible::OpenAiOnly => &self.rr_openai,
-            Eligible::OpenAiOrAzure => &self.rr_any,
-        };
+        let counter = self.rr.get(eligible.index())?;
         let start = counter.fetch_add(1, Ordering::Relaxed) % n;
         let now = self.now_ms();
         // Candidates in rotation order: the start-th candidate first, wrapping around.
@@ -195,14 +162,24 @@ impl KeyPool {
         (until > now).then(|| Duration::from_millis(until - now))
     }
 
-    pub fn has_key(&self, api_type: ApiType) -> bool {
-        self.keys.load().iter().any(|k| k.api_type == api_type)
+    /// Whether some live key belongs to one of `providers`.
+    pub fn has_key_for(&self, providers: ProviderSet) -> bool {
+        self.keys
+            .load()
+            .iter()
+            .any(|k| providers.contains(k.provider))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.load().is_empty()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::route::Route;
+    use crate::store::keys::ApiType;
 
     fn key(id: i64, api: ApiType) -> Key {
         Key {
@@ -223,27 +200,29 @@ mod tests {
     #[test]
     fn round_robin_is_even_and_skips_cooling_keys() {
         let pool = KeyPool::new("http://up".into());
+        let any = ProviderSet::serving(Route::ChatCompletions, Some("m"));
+        let openai_only = ProviderSet::serving(Route::Models, None);
         pool.replace(vec![
             key(1, ApiType::OpenAi),
             key(2, ApiType::OpenAi),
             key(3, ApiType::Azure),
         ]);
         let ids: Vec<i64> = (0..6)
-            .map(|_| pool.next_for(Eligible::OpenAiOrAzure, &[]).unwrap().id)
+            .map(|_| pool.next_for(any, &[]).unwrap().id)
             .collect();
         assert_eq!(ids, [1, 2, 3, 1, 2, 3]);
         let only_openai: Vec<i64> = (0..4)
-            .map(|_| pool.next_for(Eligible::OpenAiOnly, &[]).unwrap().id)
+            .map(|_| pool.next_for(openai_only, &[]).unwrap().id)
             .collect();
         assert_eq!(only_openai, [1, 2, 1, 2]);
-        let k2 = pool.next_for(Eligible::OpenAiOnly, &[1]).unwrap();
+        let k2 = pool.next_for(openai_only, &[1]).unwrap();
         pool.cool_down(&k2, Duration::from_secs(60));
         assert!(pool.cooldown_left(2).is_some());
         for _ in 0..4 {
-            assert_eq!(pool.next_for(Eligible::OpenAiOnly, &[]).unwrap().id, 1);
+            assert_eq!(pool.next_for(openai_only, &[]).unwrap().id, 1);
         }
         // Everything else tried: the resting key is still better than nothing.
-        assert_eq!(pool.next_for(Eligible::OpenAiOnly, &[1]).unwrap().id, 2);
+        assert_eq!(pool.next_for(openai_only, &[1]).unwrap().id, 2);
         // Cooldown survives a reload.
         pool.replace(vec![key(1, ApiType::OpenAi), key(2, ApiType::OpenAi)]);
         assert!(pool.cooldown_left(2).is_some());

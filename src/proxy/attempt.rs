@@ -1,0 +1,181 @@
+//! One try of a request on one key: the upstream request built by the key's provider (URL,
+//! credential, whether `include_usage` may be spliced in), the client headers that may go
+//! along, and the answer's head plus, for a 2xx, its first body frame.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::request::{with_include_usage, Inspected};
+use crate::error::ProxyError;
+use crate::route::Route;
+use crate::state::App;
+use crate::upload::{RequestBody, UpstreamBody};
+use crate::upstream::pool::PoolKey;
+use crate::upstream::Call;
+
+/// A request as read from the client, ready to be sent to any key.
+pub struct Outbound {
+    pub method: Method,
+    pub path: String,
+    pub route: Route,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: RequestBody,
+    /// For a spooled JSON body: where `stream_options` would be spliced in.
+    pub splice_at: Option<u64>,
+    pub inspected: Inspected,
+    /// Catgate wants usage in the stream and the client did not ask for it.
+    pub inject_usage: bool,
+}
+
+/// Client headers that never go upstream: hop-by-hop ones, the client's credentials, and the
+/// ones hyper sets itself (`host`, `content-length`). `accept-encoding` is dropped so bodies
+/// arrive unencoded and can be metered.
+const DROP_REQUEST: &[&str] = &[
+    "host",
+    "authorization",
+    "api-key",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "accept-encoding",
+    "openai-organization",
+    "openai-project",
+];
+
+/// An upstream answer whose head arrived, with the first body frame already read for 2xx.
+pub struct Upstream {
+    pub parts: http::response::Parts,
+    pub body: Incoming,
+    pub first: Option<Frame<Bytes>>,
+}
+
+// One per request, moved a few times: not worth a box.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Attempt {
+    Answer(Upstream),
+    Failed(ProxyError),
+}
+
+/// One try on one key: the response head, or why there is none.
+pub(super) async fn attempt(app: &App, key: &PoolKey, out: &Outbound) -> Attempt {
+    let upstream = &app.config.upstream;
+    let settings = crate::upstream::Settings::of(&app.config);
+    let call = Call {
+        route: out.route,
+        path_and_query: &out.path_and_query,
+        model: out.inspected.model.as_deref(),
+    };
+    let Some(url) = key.provider.url(&key.base_url, &call, &settings) else {
+        // The pool only offers keys whose provider serves the call; kept as a safe answer.
+        return Attempt::Failed(ProxyError::NoUpstreamKey);
+    };
+    let body = body_for(out, key.provider.takes_stream_options(&settings)).await;
+    let mut headers = HeaderMap::with_capacity(out.headers.len() + 1);
+    for (name, value) in &out.headers {
+        if !DROP_REQUEST.contains(&name.as_str()) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let (name, value) = key.auth_header();
+    headers.insert(name, value);
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        tracing::warn!(key_id = key.id, key_name = %key.name, "key's endpoint does not form a valid URL");
+        return Attempt::Failed(ProxyError::UpstreamUnreachable(
+            "invalid upstream URL".into(),
+        ));
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the spooled request body");
+            return Attempt::Failed(ProxyError::Internal(e.to_string()));
+        }
+    };
+    let mut request = http::Request::new(body);
+    *request.method_mut() = out.method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    match tokio::time::timeout(upstream.first_byte_timeout, app.client.request(request)).await {
+        Ok(Ok(resp)) => first_frame(app, key, resp).await,
+        Ok(Err(e)) => {
+            // hyper-util's error names neither the URL nor a header, so no secret leaks.
+            let cause = std::error::Error::source(&e)
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            tracing::warn!(key_id = key.id, key_name = %key.name, error = %e, %cause, "upstream request failed");
+            Attempt::Failed(ProxyError::UpstreamUnreachable("connection failed".into()))
+        }
+        Err(_) => {
+            tracing::warn!(key_id = key.id, key_name = %key.name, "upstream sent no response headers in time");
+            Attempt::Failed(ProxyError::UpstreamTimeout)
+        }
+    }
+}
+
+/// A 2xx head is worth nothing until its body starts: wait for the first body frame, so that
+/// an upstream failing right after its headers still fails over (or ends in a clean 502)
+/// while the client has received nothing.
+async fn first_frame(app: &App, key: &PoolKey, resp: http::Response<Incoming>) -> Attempt {
+    let (parts, mut body) = resp.into_parts();
+    if !parts.status.is_success() {
+        return Attempt::Answer(Upstream {
+            parts,
+            body,
+            first: None,
+        });
+    }
+    match tokio::time::timeout(app.config.upstream.idle_timeout, body.frame()).await {
+        Ok(Some(Ok(frame))) => Attempt::Answer(Upstream {
+            parts,
+            body,
+            first: Some(frame),
+        }),
+        Ok(None) => Attempt::Answer(Upstream {
+            parts,
+            body,
+            first: None,
+        }),
+        Ok(Some(Err(e))) => {
+            tracing::warn!(key_id = key.id, key_name = %key.name, error = %e, "upstream failed after its headers, before its body");
+            Attempt::Failed(ProxyError::UpstreamUnreachable(
+                "the upstream failed before sending its answer".into(),
+            ))
+        }
+        Err(_) => {
+            tracing::warn!(key_id = key.id, key_name = %key.name, "upstream sent headers but no body in time");
+            Attempt::Failed(ProxyError::UpstreamTimeout)
+        }
+    }
+}
+
+/// The upstream body for one attempt: the client's bytes, with `include_usage` spliced in
+/// when catgate wants usage and the upstream takes `stream_options`.
+async fn body_for(
+    out: &Outbound,
+    upstream_takes_stream_options: bool,
+) -> std::io::Result<UpstreamBody> {
+    let inject = out.inject_usage && upstream_takes_stream_options;
+    if let Some(bytes) = out.body.in_memory() {
+        let spliced = inject.then(|| with_include_usage(bytes)).flatten();
+        return Ok(UpstreamBody::Bytes(Some(
+            spliced.unwrap_or_else(|| bytes.clone()),
+        )));
+    }
+    match out.splice_at.filter(|_| inject) {
+        Some(at) => {
+            let prefix = Bytes::from_static(br#"{"stream_options":{"include_usage":true},"#);
+            out.body.upstream(Some(prefix), at).await
+        }
+        None => out.body.upstream(None, 0).await,
+    }
+}

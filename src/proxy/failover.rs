@@ -1,0 +1,123 @@
+//! Forwarding with failover: pick a key, try it, and retry on the next key while nothing has
+//! reached the client (connect error, timeout before headers, 429, 5xx, 401/403; see
+//! `cooldown.rs` for how long a key then rests). The final answer's status, body and useful
+//! headers go back to the client; exactly one usage record is written whatever happens.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::Response;
+
+use super::attempt::{attempt, Attempt, Outbound};
+use super::cooldown::rest_after;
+use super::response::respond;
+use crate::body::ResponseBody;
+use crate::error::ProxyError;
+use crate::metering::recorder::Recorder;
+use crate::metering::settle::{Finished, Observed};
+use crate::state::App;
+use crate::upload::RequestBody;
+use crate::upstream::pool::PoolKey;
+use crate::upstream::ProviderSet;
+
+/// Sends `out` for `user_id`, failing over across keys; always writes one usage record once
+/// an upstream was tried.
+pub async fn send(
+    app: &App,
+    user_id: i64,
+    out: Outbound,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let started = Instant::now();
+    let created_at = std::time::SystemTime::now();
+    let eligible = ProviderSet::serving(out.route, out.inspected.model.as_deref());
+    let upstream = &app.config.upstream;
+    // Built before the first attempt so that a client leaving while catgate waits for the
+    // upstream (hyper then drops this future) still leaves its audit row.
+    let mut in_flight = InFlight {
+        recorder: &app.recorder,
+        started,
+        record: Some(Finished {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            user_id,
+            key_id: None,
+            route: out.route,
+            path: out.path.clone(),
+            request_model: out.inspected.model.clone(),
+            request_body: out.body.clone(),
+            stream: out.inspected.stream,
+            status: 0,
+            attempts: 0,
+            latency_ms: 0,
+            created_at,
+            observed: Observed::Nothing,
+        }),
+    };
+    let mut tried: Vec<i64> = Vec::with_capacity(upstream.max_attempts as usize);
+    let mut last: Option<(Attempt, Arc<PoolKey>)> = None;
+    while tried.len() < upstream.max_attempts as usize {
+        let Some(key) = app.keys.next_for(eligible, &tried) else {
+            break;
+        };
+        tried.push(key.id);
+        if let Some(r) = in_flight.record.as_mut() {
+            r.key_id = Some(key.id);
+            r.attempts = tried.len() as u32;
+        }
+        let attempt = attempt(app, &key, &out).await;
+        match rest_after(upstream, &key, &attempt) {
+            None => {
+                app.keys.mark_ok(&key);
+                last = Some((attempt, key));
+                break;
+            }
+            Some(rest) => {
+                app.keys.cool_down(&key, rest);
+                last = Some((attempt, key));
+            }
+        }
+    }
+    let Some(mut finished) = in_flight.record.take() else {
+        return Err(ProxyError::NoUpstreamKey);
+    };
+    let Some((attempt, key)) = last else {
+        // No key could serve it: still one record (api.md), with no key and status 503.
+        finished.status = 503;
+        finished.request_body = RequestBody::default();
+        app.recorder.record_durable(finished).await;
+        return Err(ProxyError::NoUpstreamKey);
+    };
+    match attempt {
+        Attempt::Failed(e) => {
+            finished.status = match e {
+                ProxyError::UpstreamTimeout => 504,
+                _ => 502,
+            };
+            finished.latency_ms = started.elapsed().as_millis() as u64;
+            finished.request_body = RequestBody::default();
+            // Like every answer, catgate's own error goes out once its row is durable.
+            app.recorder.record_durable(finished).await;
+            Err(e)
+        }
+        Attempt::Answer(resp) => Ok(respond(app, resp, finished, &out, started, &key)),
+    }
+}
+
+/// The record of a request still waiting for its upstream answer. Dropped with the record
+/// inside (the client went away; hyper cancels the handler), it writes a zero-cost row with
+/// status 499, nginx's "client closed request": the upstream saw the request.
+struct InFlight<'a> {
+    recorder: &'a Recorder,
+    started: Instant,
+    record: Option<Finished>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(mut record) = self.record.take().filter(|r| r.attempts > 0) {
+            record.status = 499;
+            record.latency_ms = self.started.elapsed().as_millis() as u64;
+            record.request_body = RequestBody::default();
+            self.recorder.record(record);
+        }
+    }
+}
