@@ -108,13 +108,23 @@ impl AppState {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(REFRESH_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failing = false;
             loop {
                 tick.tick().await;
                 let Some(app) = weak.upgrade() else { break };
-                if let Err(e) = app.refresh(false).await {
+                match app.refresh(false).await {
                     // Keeps serving from the caches it has: a database outage must not stop
-                    // members who are already known.
-                    tracing::warn!(error = %e, "reload of users and keys failed");
+                    // members who are already known. Said once, not ten times a second.
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "reload of users and keys failed; serving from the cached ones");
+                    }
+                    Err(_) => {}
+                    Ok(_) if failing => {
+                        failing = false;
+                        tracing::info!("users and keys reload again");
+                    }
+                    Ok(_) => {}
                 }
             }
         })
