@@ -654,7 +654,7 @@ async function render() {
   nav.replaceChildren(...Object.entries(VIEWS)
     .filter(([, v]) => v.root === isRoot())
     .map(([key, v]) => el('a', { href: `#${key}`, 'aria-current': key === name ? 'page' : null }, v.title)));
-  const view = el('div', { class: 'view', 'aria-busy': 'true' });
+  const view = el('div', { class: 'view', 'data-view': name, 'aria-busy': 'true' });
   $('view').replaceChildren(view);
   state.redraw = null;
   try {
@@ -728,7 +728,11 @@ function start() {
     resize = setTimeout(() => state.redraw && state.redraw(), 150);
   });
   const saved = sessionStorage.getItem(TOKEN_KEY);
-  if (saved) signIn(saved).catch((err) => signOut(err.message));
+  if (saved) {
+    // A reload keeps the session: no sign-in form flashes while /1/me answers.
+    $('signin').hidden = true;
+    signIn(saved).catch((err) => signOut(err.message));
+  }
   else $('token').focus();
 }
 

@@ -249,24 +249,30 @@ impl Browser {
     /// Signs in through the form and waits for the first view to finish loading.
     async fn sign_in(&self, app: &TestApp, token: &str) {
         self.goto(&app.url("/ui/")).await;
-        self.js("sessionStorage.clear(); location.hash = '';").await;
-        self.goto(&app.url("/ui/")).await;
-        self.until(
-            "!document.getElementById('signin').hidden",
-            "the sign-in form",
-        )
-        .await;
+        let signed_in = self
+            .until(
+                "(!document.getElementById('signin').hidden && 'out') || \
+                 (document.querySelector('.view:not([aria-busy])') && 'in')",
+                "the sign-in form or a restored session",
+            )
+            .await;
+        if signed_in == "in" {
+            self.click("#sign-out").await;
+            self.until(
+                "!document.getElementById('signin').hidden",
+                "the sign-in form",
+            )
+            .await;
+        }
         self.fill("#token", token).await;
         self.click("#signin-form button[type=submit]").await;
     }
 
-    /// Waits until the current view has loaded (or shown its error).
-    async fn loaded(&self) {
-        self.until(
-            "document.querySelector('#view .view:not([aria-busy])')",
-            "the view to load",
-        )
-        .await;
+    /// Waits until view `name` (`spend`, `users`, `keys`, `me`) has loaded or shown its error.
+    async fn loaded(&self, name: &str) {
+        let css = format!("#view .view[data-view={name}]:not([aria-busy])");
+        self.until(&format!("document.querySelector('{css}')"), name)
+            .await;
     }
 
     async fn view_text(&self) -> String {
@@ -452,12 +458,12 @@ async fn dashboard_in_a_real_browser() {
 
     // Root signs in and lands on the spend view.
     browser.sign_in(&app, &root).await;
-    browser.loaded().await;
+    browser.loaded("spend").await;
     assert!(browser.view_text().await.contains("Signed in as root"));
 
     // Users: add bob through the form.
     browser.goto(&app.url("/ui/#users")).await;
-    browser.loaded().await;
+    browser.loaded("users").await;
     browser.fill("#new-user", "bob").await;
     browser.click("#add-user button[type=submit]").await;
     browser
@@ -492,7 +498,7 @@ async fn dashboard_in_a_real_browser() {
 
     // Keys: add the team's key (pointing at the mock upstream) through the form.
     browser.goto(&app.url("/ui/#keys")).await;
-    browser.loaded().await;
+    browser.loaded("keys").await;
     browser.fill("#key-name", "team-key").await;
     browser.fill("#key-secret", "sk-test-secret-1234").await;
     browser.fill("#key-endpoint", &app.mock.url()).await;
@@ -530,7 +536,7 @@ async fn dashboard_in_a_real_browser() {
 
     // Spend: the tables show exactly what /1/usages/detail answers.
     browser.goto(&app.url("/ui/#spend")).await;
-    browser.loaded().await;
+    browser.loaded("spend").await;
     let window = page_window(&browser).await;
     for (table, group, first) in [
         ("#by-user", "user", "userName"),
@@ -578,7 +584,7 @@ async fn dashboard_in_a_real_browser() {
         ])
     );
     browser.client.set_window_size(1280, 1400).await.unwrap();
-    browser.loaded().await;
+    tokio::time::sleep(Duration::from_millis(400)).await; // the chart redraws 150 ms after a resize
     browser.screenshot("root.png").await;
     browser.client.set_window_size(1280, 1000).await.unwrap();
 
@@ -615,7 +621,7 @@ async fn dashboard_in_a_real_browser() {
 
     // A member sees their own usage only.
     browser.sign_in(&app, &bob_token).await;
-    browser.loaded().await;
+    browser.loaded("me").await;
     let window = page_window(&browser).await;
     let (_, own) = app
         .get(
@@ -651,7 +657,7 @@ async fn dashboard_in_a_real_browser() {
     // A phone: 375 px wide, nothing scrolls sideways.
     browser.client.set_window_size(375, 812).await.unwrap();
     browser.sign_in(&app, &root).await;
-    browser.loaded().await;
+    browser.loaded("spend").await;
     let width = browser.js("return window.innerWidth").await;
     assert!(width.as_u64().unwrap() <= 375, "window is {width} px wide");
     browser
@@ -663,7 +669,7 @@ async fn dashboard_in_a_real_browser() {
     browser.screenshot("mobile.png").await;
     for view in ["#users", "#keys"] {
         browser.goto(&app.url(&format!("/ui/{view}"))).await;
-        browser.loaded().await;
+        browser.loaded(&view[1..]).await;
         browser
             .assert_no_horizontal_overflow(&format!("{view} at 375 px"))
             .await;
