@@ -497,11 +497,11 @@ async function usersView(view) {
     }
   });
   const rows = users.map((u) => {
-    const token = el('code', { class: 'token' }, '•'.repeat(12));
+    const token = el('code', { class: 'token' }, '•'.repeat(8));
     const show = el('button', { type: 'button', class: 'ghost', 'aria-label': `Show the token of ${u.name}` }, 'Show');
     show.addEventListener('click', () => {
       const hidden = show.textContent === 'Show';
-      token.textContent = hidden ? u.token : '•'.repeat(12);
+      token.textContent = hidden ? u.token : '•'.repeat(8);
       show.textContent = hidden ? 'Hide' : 'Show';
     });
     const actions = el('div', { class: 'actions' },
@@ -514,8 +514,8 @@ async function usersView(view) {
       el('td', { class: 'num' }, String(u.id)),
       el('th', { scope: 'row' }, u.name, u.id === 1 ? el('span', { class: 'badge' }, 'root') : null),
       el('td', {}, el('div', { class: 'token-cell' }, token, show)),
-      hasLimits ? el('td', {}, limitsText(u.limits)) : null,
-      el('td', { class: 'muted' }, when(u.createdAt)),
+      hasLimits ? el('td', { class: 'wrap' }, limitsText(u.limits)) : null,
+      el('td', { class: 'muted', title: when(u.createdAt) }, String(u.createdAt).slice(0, 10)),
       el('td', {}, actions));
     if (hasLimits) {
       actions.prepend(el('button', {
