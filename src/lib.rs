@@ -21,6 +21,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod timestamp;
+pub mod ui;
 pub mod upload;
 pub mod upstream;
 

@@ -1,5 +1,5 @@
-//! One `match` on the path: `/1/*` to the admin API, `/v1/*` to the proxy, a health probe, and
-//! JSON 404s for everything else.
+//! One `match` on the path: `/1/*` to the admin API, `/v1/*` to the proxy, `/ui/*` to the
+//! embedded dashboard, a health probe, and JSON 404s for everything else.
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::body::{json as json_body, ResponseBody};
 use crate::state::App;
-use crate::{admin, proxy};
+use crate::{admin, proxy, ui};
 
 pub async fn route(app: App, req: Request<Incoming>) -> Response<ResponseBody> {
     let path = req.uri().path();
@@ -15,6 +15,8 @@ pub async fn route(app: App, req: Request<Incoming>) -> Response<ResponseBody> {
         admin::handle(app, req).await
     } else if path == "/v1" || path.starts_with("/v1/") {
         proxy::handle(app, req).await
+    } else if path == "/ui" || path.starts_with("/ui/") {
+        ui::serve(req.method(), path, req.headers())
     } else if path == "/healthz" {
         json_body(StatusCode::OK, &json!({ "status": "ok" }))
     } else if path == "/readyz" {

@@ -19,4 +19,5 @@ mod secrets;
 mod shutdown;
 mod smoke;
 mod streaming;
+mod ui;
 mod uploads;
