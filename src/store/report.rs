@@ -61,10 +61,23 @@ pub struct ReportRow {
 }
 
 /// What `reprice` changed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Repriced {
     pub records: u64,
     pub changed: u64,
     pub total_before: Decimal,
     pub total_after: Decimal,
+}
+
+impl Repriced {
+    /// Counts one record priced `before` and now `after`; true if its cost changes. Shared by
+    /// the backends so that both sum the same way.
+    pub fn count(&mut self, before: Option<Decimal>, after: Option<Decimal>) -> bool {
+        self.records += 1;
+        self.total_before = self.total_before.saturating_add(before.unwrap_or_default());
+        self.total_after = self.total_after.saturating_add(after.unwrap_or_default());
+        let changed = before != after;
+        self.changed += u64::from(changed);
+        changed
+    }
 }

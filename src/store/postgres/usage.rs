@@ -264,23 +264,13 @@ pub(super) async fn reprice(
             &[&from, &to],
         )
         .await?;
-    let mut summary = Repriced {
-        records: 0,
-        changed: 0,
-        total_before: Decimal::ZERO,
-        total_after: Decimal::ZERO,
-    };
+    let mut summary = Repriced::default();
     let mut ids: Vec<String> = Vec::new();
     let mut costs: Vec<Option<Decimal>> = Vec::new();
     for row in &rows {
         let record = record_from_row(row);
         let new = price(&record);
-        summary.records += 1;
-        summary.total_before = summary
-            .total_before
-            .saturating_add(record.cost.unwrap_or_default());
-        summary.total_after = summary.total_after.saturating_add(new.unwrap_or_default());
-        if new != record.cost {
+        if summary.count(record.cost, new) {
             ids.push(record.request_id);
             costs.push(new);
         }
@@ -292,6 +282,5 @@ pub(super) async fn reprice(
     )
     .await?;
     tx.commit().await?;
-    summary.changed = ids.len() as u64;
     Ok(summary)
 }

@@ -110,12 +110,7 @@ pub(super) fn reprice(
     // Fold pending records first: the rebuild below covers them, and the watermark must
     // not fold them a second time afterwards.
     roll_up(&tx)?;
-    let mut summary = Repriced {
-        records: 0,
-        changed: 0,
-        total_before: Decimal::ZERO,
-        total_after: Decimal::ZERO,
-    };
+    let mut summary = Repriced::default();
     let mut changes: Vec<(String, Option<String>)> = Vec::new();
     {
         let mut stmt = tx.prepare(&format!(
@@ -125,12 +120,7 @@ pub(super) fn reprice(
         for record in records {
             let record = record?;
             let new = price(&record);
-            summary.records += 1;
-            summary.total_before = summary
-                .total_before
-                .saturating_add(record.cost.unwrap_or_default());
-            summary.total_after = summary.total_after.saturating_add(new.unwrap_or_default());
-            if new != record.cost {
+            if summary.count(record.cost, new) {
                 changes.push((record.request_id, new.map(|c| c.to_string())));
             }
         }
@@ -141,7 +131,6 @@ pub(super) fn reprice(
             update.execute(params![request_id, cost])?;
         }
     }
-    summary.changed = changes.len() as u64;
     // Whole months: every rollup of every month the window touches is rebuilt.
     let (from_month, to_month) = (month_of(from), month_after(to));
     rebuild_rollups(&tx, &from_month, &to_month)?;
