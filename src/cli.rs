@@ -264,10 +264,16 @@ async fn run(action: Action, config: Config) -> Result<(), CliError> {
             let source = existing().await?;
             let target_store = Store::open(&target, OpenMode::Create).await?;
             let copied = copy::copy(&source, &target_store, force).await?;
+            let cost = match copied.source_cost == copied.target_cost {
+                true => format!("cost {} on both sides", copied.source_cost),
+                false => format!(
+                    "cost {} in the source, {} in the merged target",
+                    copied.source_cost, copied.target_cost
+                ),
+            };
             println!(
-                "copied to {target}: {} users, {} keys, {} usage records ({} new); \
-                 cost {} on both sides",
-                copied.users, copied.keys, copied.records, copied.inserted, copied.cost
+                "copied to {target}: {} users, {} keys, {} usage records ({} new); {cost}",
+                copied.users, copied.keys, copied.records, copied.inserted
             );
             Ok(())
         }

@@ -20,7 +20,9 @@ pub struct Copied {
     pub keys: usize,
     pub records: u64,
     pub inserted: u64,
-    pub cost: Decimal,
+    /// All-time cost on each side (equal unless a `--force` merge met data already there).
+    pub source_cost: Decimal,
+    pub target_cost: Decimal,
 }
 
 async fn totals(store: &Store) -> Result<ReportRow, StoreError> {
@@ -80,6 +82,7 @@ pub async fn copy(from: &Store, to: &Store, force: bool) -> Result<Copied, Store
         keys: keys.len(),
         records,
         inserted,
-        cost: source.cost,
+        source_cost: source.cost,
+        target_cost: target.cost,
     })
 }
