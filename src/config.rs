@@ -60,8 +60,6 @@ pub struct Config {
     pub prices: PriceTable,
     /// Upstream token counts above this (in one answer) are bogus: treated as missing usage.
     pub max_tokens_per_request: u64,
-    /// Where usage records go when the database cannot take them (default: beside it).
-    pub spool_dir: Option<PathBuf>,
     pub shutdown_grace: Duration,
 }
 
@@ -208,7 +206,6 @@ impl Config {
             azure_deployments: raw.azure_deployments,
             prices: prices(&raw.pricing)?,
             max_tokens_per_request: max_tokens(raw.metering.max_tokens_per_request)?,
-            spool_dir,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(30)),
         })
     }

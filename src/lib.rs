@@ -34,7 +34,7 @@ pub async fn run(config: config::Config) -> Result<(), Box<dyn std::error::Error
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let app = AppState::start(config).await?;
-    tracing::info!(addr = %listener.local_addr()?, "catgate listening");
+    tracing::info!(addr = %listener.local_addr()?, database = app.store.kind(), "catgate listening");
     serve(listener, app, server::shutdown_signal()).await;
     Ok(())
 }

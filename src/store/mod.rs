@@ -69,13 +69,6 @@ impl Database {
             Database::Sqlite(PathBuf::from(text))
         }
     }
-
-    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
-        match self {
-            Database::Sqlite(p) => Some(p),
-            Database::Postgres(_) => None,
-        }
-    }
 }
 
 impl std::fmt::Display for Database {
@@ -110,7 +103,7 @@ pub type PriceFn = dyn Fn(&UsageRecord) -> Option<Decimal> + Send + Sync;
 /// inside their backend, never in a caller.
 #[async_trait]
 pub trait Backend: Send + Sync {
-    /// `sqlite` or `postgres`, for logs and `/metrics`.
+    /// `sqlite` or `postgres`, for the start-up log.
     fn kind(&self) -> &'static str;
 
     /// Whether other processes write usage to this database too (replicas), so that a report

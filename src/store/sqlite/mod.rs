@@ -59,9 +59,7 @@ pub(super) struct SqliteStore {
 
 impl SqliteStore {
     pub(super) async fn open(path: PathBuf, mode: OpenMode) -> Result<SqliteStore, StoreError> {
-        tokio::task::spawn_blocking(move || SqliteStore::open_blocking(path, mode))
-            .await
-            .map_err(|_| StoreError::Join)?
+        blocking(move || SqliteStore::open_blocking(path, mode)).await
     }
 
     fn open_blocking(path: PathBuf, mode: OpenMode) -> Result<SqliteStore, StoreError> {
@@ -86,7 +84,7 @@ impl SqliteStore {
             .with_flags(flags)
             .with_init(|c| prepare(c));
         let pool = r2d2::Pool::builder().max_size(8).build(manager)?;
-        let watch = Arc::new(watch::ChangeWatch::new(first)?);
+        let watch = Arc::new(watch::ChangeWatch::new(first));
         Ok(SqliteStore { pool, watch })
     }
 
@@ -97,10 +95,19 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || f(&mut *pool.get()?))
-            .await
-            .map_err(|_| StoreError::Join)?
+        blocking(move || f(&mut *pool.get()?)).await
     }
+}
+
+/// Runs blocking SQLite work on the blocking pool, never on the runtime's workers.
+async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| StoreError::Join)?
 }
 
 #[async_trait]
@@ -227,9 +234,7 @@ impl Backend for SqliteStore {
 
     async fn change_marker(&self) -> Result<i64, StoreError> {
         let watch = self.watch.clone();
-        tokio::task::spawn_blocking(move || watch.data_version())
-            .await
-            .map_err(|_| StoreError::Join)?
+        blocking(move || watch.data_version()).await
     }
 
     async fn close(&self) -> Result<(), StoreError> {

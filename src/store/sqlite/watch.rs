@@ -16,10 +16,10 @@ pub(super) struct ChangeWatch {
 }
 
 impl ChangeWatch {
-    pub(super) fn new(conn: Connection) -> Result<ChangeWatch, StoreError> {
-        Ok(ChangeWatch {
+    pub(super) fn new(conn: Connection) -> ChangeWatch {
+        ChangeWatch {
             conn: Mutex::new(conn),
-        })
+        }
     }
 
     pub(super) fn data_version(&self) -> Result<i64, StoreError> {
