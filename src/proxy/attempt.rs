@@ -18,6 +18,9 @@ use crate::upstream::Call;
 
 /// A request as read from the client, ready to be sent to any key.
 pub struct Outbound {
+    /// Catgate's id for this request (UUIDv7): the usage record's id and the
+    /// `x-catgate-request-id` header.
+    pub request_id: String,
     pub method: Method,
     pub path: String,
     pub route: Route,

@@ -37,7 +37,7 @@ pub async fn send(
         recorder: &app.recorder,
         started,
         record: Some(Finished {
-            request_id: uuid::Uuid::now_v7().to_string(),
+            request_id: out.request_id.clone(),
             user_id,
             key_id: None,
             route: out.route,

@@ -24,13 +24,25 @@ use crate::upstream::ProviderSet;
 
 /// Handles one `/v1` request; errors catgate makes come back in OpenAI's shape.
 pub async fn handle(app: App, req: Request<Incoming>) -> Response<ResponseBody> {
-    match proxy(&app, req).await {
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let mut resp = match proxy(&app, req, &request_id).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
+    };
+    if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
+    resp
 }
 
-async fn proxy(app: &App, req: Request<Incoming>) -> Result<Response<ResponseBody>, ProxyError> {
+/// The response header naming catgate's id for a request (= its usage record's id).
+pub const REQUEST_ID_HEADER: &str = "x-catgate-request-id";
+
+async fn proxy(
+    app: &App,
+    req: Request<Incoming>,
+    request_id: &str,
+) -> Result<Response<ResponseBody>, ProxyError> {
     if !path::is_safe(req.uri().path()) {
         return Err(ProxyError::InvalidPath);
     }
@@ -64,6 +76,7 @@ async fn proxy(app: &App, req: Request<Incoming>) -> Result<Response<ResponseBod
         .path_and_query()
         .map_or_else(|| path.clone(), |pq| pq.as_str().to_string());
     let out = attempt::Outbound {
+        request_id: request_id.to_string(),
         method: parts.method,
         route,
         path,
