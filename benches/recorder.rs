@@ -62,6 +62,7 @@ fn fixture(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Store {
             is_delete: false,
             created_at: String::new(),
             updated_at: String::new(),
+            limits: Default::default(),
         })
         .collect();
     let keys: Vec<StoredKey> = (1..=3)

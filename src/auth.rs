@@ -10,12 +10,15 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use subtle::ConstantTimeEq;
 
+use crate::store::limits::Limits;
 use crate::store::users::{User, ROOT_ID};
 
-/// An authenticated caller.
+/// An authenticated caller, with the limits its requests are checked against (cached with
+/// the token, so a member without limits costs no database round trip).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
     pub user_id: i64,
+    pub limits: Limits,
 }
 
 impl Caller {
@@ -59,7 +62,10 @@ impl TokenIndex {
         let hasher = RandomState::new();
         let mut buckets = Buckets::new();
         for u in users.iter().filter(|u| !u.is_delete) {
-            let caller = Caller { user_id: u.id };
+            let caller = Caller {
+                user_id: u.id,
+                limits: u.limits,
+            };
             buckets
                 .entry(hasher.hash_one(u.token.as_bytes()))
                 .or_default()
@@ -124,6 +130,7 @@ mod tests {
             is_delete: deleted,
             created_at: String::new(),
             updated_at: String::new(),
+            limits: Default::default(),
         }
     }
 
@@ -133,7 +140,7 @@ mod tests {
         assert!(!idx.initialized());
         idx.replace(&[user(1, "root-t", false), user(2, "gone", true)]);
         assert!(idx.initialized());
-        assert_eq!(idx.lookup("root-t"), Some(Caller { user_id: 1 }));
+        assert_eq!(idx.lookup("root-t").map(|c| c.user_id), Some(1));
         assert!(idx.lookup("root-t").unwrap().is_root());
         assert_eq!(idx.lookup("gone"), None);
         assert_eq!(idx.lookup("root-"), None);

@@ -48,6 +48,15 @@ pub struct UpstreamConfig {
     pub body_read_timeout: Duration,
 }
 
+/// `[limits]`: how members' budgets reserve.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Output tokens a budget reserves for a request that sets no `max_tokens`.
+    pub default_max_tokens: u64,
+    /// How long a reservation outlives a replica that died before writing its record.
+    pub hold: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -61,6 +70,7 @@ pub struct Config {
     /// Upstream token counts above this (in one answer) are bogus: treated as missing usage.
     pub max_tokens_per_request: u64,
     pub shutdown_grace: Duration,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +87,8 @@ struct RawConfig {
     pricing: RawPricing,
     #[serde(default)]
     metering: RawMetering,
+    #[serde(default)]
+    limits: RawLimits,
     /// The pre-v2 per-1K section: accepted by the parser only to be refused with a clear reason.
     prices: Option<toml::Value>,
 }
@@ -95,6 +107,13 @@ struct RawPricing {
 struct RawMetering {
     max_tokens_per_request: Option<u64>,
     spool_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    default_max_tokens: Option<u64>,
+    hold_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,6 +226,7 @@ impl Config {
             prices: prices(&raw.pricing)?,
             max_tokens_per_request: max_tokens(raw.metering.max_tokens_per_request)?,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(30)),
+            limits: limits(&raw.limits)?,
         })
     }
 }
@@ -304,6 +324,30 @@ fn prices(raw: &RawPricing) -> Result<PriceTable, ConfigError> {
         table.set_tier_multiplier(tier.clone(), multiplier);
     }
     Ok(table)
+}
+
+/// Default for `[limits] default_max_tokens`: OpenAI's usual output cap for chat models.
+pub const DEFAULT_RESERVED_OUTPUT: u64 = 4096;
+
+fn limits(raw: &RawLimits) -> Result<LimitsConfig, ConfigError> {
+    let default_max_tokens = raw.default_max_tokens.unwrap_or(DEFAULT_RESERVED_OUTPUT);
+    if !(1..=crate::store::usage::MAX_PLAUSIBLE_TOKENS).contains(&default_max_tokens) {
+        return Err(ConfigError::Invalid {
+            key: "limits.default_max_tokens".into(),
+            message: "must be between 1 and 1000000000".into(),
+        });
+    }
+    let hold_secs = raw.hold_secs.unwrap_or(900);
+    if !(60..=7 * 24 * 3600).contains(&hold_secs) {
+        return Err(ConfigError::Invalid {
+            key: "limits.hold_secs".into(),
+            message: "must be between 60 and 604800 seconds".into(),
+        });
+    }
+    Ok(LimitsConfig {
+        default_max_tokens,
+        hold: Duration::from_secs(hold_secs),
+    })
 }
 
 fn max_tokens(v: Option<u64>) -> Result<u64, ConfigError> {

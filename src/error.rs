@@ -86,6 +86,18 @@ pub enum ProxyError {
     UpstreamTimeout,
     #[error("Could not reach the upstream: {0}")]
     UpstreamUnreachable(String),
+    /// A member's budget is used up (api.md's exact message).
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// A member's `rpm` or `maxConcurrent` is reached; `retry_after` in whole seconds.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: u64 },
+    /// A member with a budget asked for a model catgate cannot price.
+    #[error("{0}")]
+    ModelNotPriced(String),
+    /// The database that holds the member's limits did not answer.
+    #[error("Your usage limits cannot be checked right now; try again shortly.")]
+    LimitsUnavailable,
     #[error("Internal error.")]
     Internal(String),
 }
@@ -136,6 +148,26 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable(_) => {
                 (StatusCode::BAD_GATEWAY, "server_error", "upstream_error")
             }
+            ProxyError::QuotaExceeded(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "insufficient_quota",
+                "insufficient_quota",
+            ),
+            ProxyError::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "requests",
+                "rate_limit_exceeded",
+            ),
+            ProxyError::ModelNotPriced(_) => (
+                StatusCode::FORBIDDEN,
+                "invalid_request_error",
+                "model_not_priced",
+            ),
+            ProxyError::LimitsUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "limits_unavailable",
+            ),
             ProxyError::Internal(detail) => {
                 tracing::error!(%detail, "proxy request failed");
                 (
@@ -145,10 +177,15 @@ impl ProxyError {
                 )
             }
         };
-        close_if_timed_out(json_body(
+        let mut resp = close_if_timed_out(json_body(
             status,
             &openai_error(&self.to_string(), kind, code),
-        ))
+        ));
+        if let ProxyError::RateLimited { retry_after, .. } = self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        resp
     }
 }
 

@@ -25,6 +25,7 @@ const CHECKED: &[&str] = &[
     "server",
     "cli",
     "connections",
+    "limits",
 ];
 
 fn edges(src: &Path) -> BTreeMap<String, BTreeSet<String>> {

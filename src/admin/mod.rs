@@ -58,6 +58,11 @@ async fn dispatch(app: App, req: Request<Incoming>) -> Result<Response<ResponseB
         (Method::POST, ["users", id, "reset"]) => {
             users::reset(&app, root(caller)?, parse_id(id)?, &query).await
         }
+        (Method::PUT, ["users", id, "limits"]) => {
+            root(caller)?;
+            let id = parse_id(id)?;
+            users::set_limits(&app, id, json_body(&app, body).await?).await
+        }
         (Method::GET, ["keys"]) => keys::list(&app, root(caller)?).await,
         (Method::POST, ["keys"]) => {
             root(caller)?;
@@ -70,9 +75,15 @@ async fn dispatch(app: App, req: Request<Incoming>) -> Result<Response<ResponseB
             usages::detail(&app, None, &query).await
         }
         (_, ["me"] | ["me", "usages"] | ["me", "usages", "detail"] | ["users"] | ["users", _])
-        | (_, ["users", _, "reset"] | ["keys"] | ["keys", _] | ["usages"] | ["usages", "detail"]) => {
-            Err(AdminError::MethodNotAllowed)
-        }
+        | (
+            _,
+            ["users", _, "reset"]
+            | ["users", _, "limits"]
+            | ["keys"]
+            | ["keys", _]
+            | ["usages"]
+            | ["usages", "detail"],
+        ) => Err(AdminError::MethodNotAllowed),
         _ => Err(AdminError::NotFound("not found".into())),
     }
 }

@@ -71,6 +71,21 @@ async fn proxy(
         && route.streams_usage()
         && inspected.include_usage != Some(true)
         && (body.in_memory().is_some() || splice_at.is_some());
+    let ticket = crate::limits::admit(
+        &app.store,
+        &app.config.limits,
+        &app.config.prices,
+        caller,
+        crate::limits::Ask {
+            request_id,
+            route,
+            model: inspected.model.as_deref(),
+            body_len: body.len(),
+            max_tokens: inspected.max_tokens,
+            n: inspected.n,
+        },
+    )
+    .await?;
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -87,7 +102,11 @@ async fn proxy(
         inspected,
         inject_usage,
     };
-    failover::send(app, caller.user_id, out).await
+    let answer = failover::send(app, caller.user_id, out).await;
+    Ok(match ticket {
+        None => answer?,
+        Some(ticket) => ticket.attach(answer.unwrap_or_else(ProxyError::into_response)),
+    })
 }
 
 /// What routing and metering need from the body; for a spooled body, also where an

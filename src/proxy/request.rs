@@ -12,6 +12,19 @@ pub struct Inspected {
     pub stream: bool,
     /// The client's own `stream_options.include_usage`, if it set one.
     pub include_usage: Option<bool>,
+    /// The output cap the client set (`max_tokens`, `max_completion_tokens` or
+    /// `max_output_tokens`): the worst case a budget reserves.
+    pub max_tokens: Option<u64>,
+    /// Choices asked for (`n`); each may produce up to `max_tokens`.
+    pub n: Option<u64>,
+}
+
+/// The output cap among `max_completion_tokens`, `max_tokens`, `max_output_tokens` (in that
+/// order); anything but a whole number counts as absent.
+fn output_cap(fields: [&Option<serde_json::Value>; 3]) -> Option<u64> {
+    fields
+        .into_iter()
+        .find_map(|v| v.as_ref().and_then(serde_json::Value::as_u64))
 }
 
 #[derive(Deserialize)]
@@ -22,6 +35,14 @@ struct Peek<'a> {
     stream: Option<serde_json::Value>,
     #[serde(default)]
     stream_options: Option<serde_json::Value>,
+    #[serde(default)]
+    max_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    max_completion_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    max_output_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    n: Option<serde_json::Value>,
 }
 
 /// Reads `model`, `stream` and `stream_options` from a JSON object body; anything else
@@ -46,6 +67,12 @@ pub fn inspect(body: &[u8]) -> Inspected {
         model: peek.model.map(|m| m.into_owned()).filter(|m| !m.is_empty()),
         stream: matches!(peek.stream, Some(serde_json::Value::Bool(true))),
         include_usage,
+        max_tokens: output_cap([
+            &peek.max_completion_tokens,
+            &peek.max_tokens,
+            &peek.max_output_tokens,
+        ]),
+        n: peek.n.as_ref().and_then(serde_json::Value::as_u64),
     }
 }
 
@@ -61,6 +88,14 @@ pub fn inspect_reader(reader: impl std::io::Read) -> (Inspected, bool) {
         stream: Option<serde_json::Value>,
         #[serde(default, deserialize_with = "present_value")]
         stream_options: Option<serde_json::Value>,
+        #[serde(default)]
+        max_tokens: Option<serde_json::Value>,
+        #[serde(default)]
+        max_completion_tokens: Option<serde_json::Value>,
+        #[serde(default)]
+        max_output_tokens: Option<serde_json::Value>,
+        #[serde(default)]
+        n: Option<serde_json::Value>,
     }
     fn present_value<'de, D: serde::Deserializer<'de>>(
         d: D,
@@ -79,6 +114,12 @@ pub fn inspect_reader(reader: impl std::io::Read) -> (Inspected, bool) {
         model: peek.model.filter(|m| !m.is_empty()),
         stream: matches!(peek.stream, Some(serde_json::Value::Bool(true))),
         include_usage,
+        max_tokens: output_cap([
+            &peek.max_completion_tokens,
+            &peek.max_tokens,
+            &peek.max_output_tokens,
+        ]),
+        n: peek.n.as_ref().and_then(serde_json::Value::as_u64),
     };
     (inspected, peek.stream_options.is_some())
 }

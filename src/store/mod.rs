@@ -6,6 +6,7 @@
 
 pub mod copy;
 pub mod keys;
+pub mod limits;
 mod postgres;
 pub mod report;
 mod sqlite;
@@ -20,6 +21,7 @@ use async_trait::async_trait;
 use rust_decimal::Decimal;
 
 use keys::{Key, NewKey, StoredKey};
+use limits::{Admission, Limits, Refusal, Spend};
 use report::{Dimension, ReportRow, Repriced};
 use usage::{UsageRecord, UsageTotal};
 use users::User;
@@ -122,6 +124,17 @@ pub trait Backend: Send + Sync {
     async fn reset_token(&self, id: i64, token: Option<&str>) -> Result<User, StoreError>;
     /// Inserts users as exported, keeping ids and tokens; existing ids are updated in place.
     async fn import_users(&self, users: &[User]) -> Result<usize, StoreError>;
+    /// Replaces a live user's limits; `NotFound` if there is no live user with that id.
+    async fn set_limits(&self, id: i64, limits: &Limits) -> Result<User, StoreError>;
+
+    /// Checks a limited member's request against its limits and, if it may start, records its
+    /// hold (reservation and concurrency slot) and rate step, all in one transaction.
+    async fn admit(&self, a: &Admission) -> Result<Option<Refusal>, StoreError>;
+    /// The answer of request `request_id` ended: its concurrency slot is free (its reservation
+    /// stays until its record is written).
+    async fn release(&self, request_id: &str) -> Result<(), StoreError>;
+    /// Settled spend of `user_id` in `month` (`YYYY-MM`) and `day` (`YYYY-MM-DD`).
+    async fn spend(&self, user_id: i64, month: &str, day: &str) -> Result<Spend, StoreError>;
 
     /// Live keys ordered by id.
     async fn list_keys(&self) -> Result<Vec<Key>, StoreError>;
@@ -133,7 +146,8 @@ pub trait Backend: Send + Sync {
     async fn import_keys(&self, keys: &[StoredKey]) -> Result<usize, StoreError>;
 
     /// Inserts all records in one transaction; already-present `request_id`s are skipped (a
-    /// replay never charges twice). Returns how many were new.
+    /// replay never charges twice). In the same transaction each new record's cost is added to
+    /// its user's spend and every record's hold is settled (deleted). Returns how many were new.
     async fn insert_usage(&self, records: &[UsageRecord]) -> Result<usize, StoreError>;
     /// Brings report aggregates up to date; returns how many records were folded.
     async fn roll_up(&self) -> Result<usize, StoreError>;

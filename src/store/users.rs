@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::limits::Limits;
+
 pub const ROOT_ID: i64 = 1;
 
 /// A user as the opencatd API shows it (field names are part of the contract).
@@ -16,6 +18,9 @@ pub struct User {
     pub created_at: String,
     #[serde(rename = "updatedAt")]
     pub updated_at: String,
+    /// Extension: budgets and rate limits (`null` each = none). Older exports lack it.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 pub fn new_token() -> String {

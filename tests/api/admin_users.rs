@@ -35,6 +35,7 @@ fn user_json(got: &Value, id: i64, name: &str, deleted: bool) -> Value {
         "IsDelete": deleted,
         "createdAt": got["createdAt"],
         "updatedAt": got["updatedAt"],
+        "limits": {"monthlyBudget": null, "dailyBudget": null, "rpm": null, "maxConcurrent": null},
     })
 }
 
@@ -86,7 +87,7 @@ async fn init_creates_root_once() {
 
     let (status, me) = app.get("/1/me", &root).await;
     assert_eq!(status, 200);
-    assert_eq!(me, body);
+    assert_eq!(user_of_me(&me), body);
     let (status, users) = app.get("/1/users", &root).await;
     assert_eq!(status, 200);
     assert_eq!(users, json!([body]));
@@ -179,9 +180,10 @@ async fn add_user_returns_the_user() {
     // The member sees exactly themselves on /1/me.
     let (status, me) = app.get("/1/me", u1["token"].as_str().unwrap()).await;
     assert_eq!(status, 200);
-    assert_eq!(me, u1);
+    assert_eq!(user_of_me(&me), u1);
 
     let (status, root_user) = app.get("/1/me", &root).await;
+    let root_user = user_of_me(&root_user);
     assert_eq!(status, 200);
     let (status, list) = app.get("/1/users", &root).await;
     assert_eq!(status, 200);
@@ -351,7 +353,7 @@ async fn members_are_forbidden_on_root_routes() {
     // The member may read their own user and usage.
     let (status, me) = app.get("/1/me", &member).await;
     assert_eq!(status, 200);
-    assert_eq!(me, user_json(&me, 2, "alice", false));
+    assert_eq!(user_of_me(&me), user_json(&me, 2, "alice", false));
     assert_eq!(me["token"], json!(member));
     let (status, _) = app.get("/1/me/usages", &member).await;
     assert_eq!(status, 200);
@@ -417,6 +419,7 @@ async fn deleted_user_loses_access_at_once() {
 
     // The list omits the deleted user; ?all=true shows it flagged.
     let (_, root_user) = app.get("/1/me", &root).await;
+    let root_user = user_of_me(&root_user);
     let (status, live) = app.get("/1/users", &root).await;
     assert_eq!(status, 200);
     assert_eq!(live, json!([root_user]));
@@ -491,7 +494,7 @@ async fn reset_gives_a_new_token() {
     assert_eq!(body, unauthorized());
     let (status, me) = app.get("/1/me", &new).await;
     assert_eq!(status, 200);
-    assert_eq!(me, reset);
+    assert_eq!(user_of_me(&me), reset);
 
     // A chosen token.
     let (status, custom) = app
@@ -509,7 +512,7 @@ async fn reset_gives_a_new_token() {
     assert_eq!(status, 401);
     let (status, me) = app.get("/1/me", "custom-token-123").await;
     assert_eq!(status, 200);
-    assert_eq!(me, custom);
+    assert_eq!(user_of_me(&me), custom);
 
     // Root can reset itself; the old root token dies at once.
     let (status, root_reset) = app

@@ -606,6 +606,19 @@ impl TestApp {
     }
 }
 
+/// The user object inside a `GET /1/me` answer (which adds `spend`, `remaining` and
+/// `resetsAt` to it).
+pub fn user_of_me(me: &Value) -> Value {
+    let mut user = me.clone();
+    let Some(fields) = user.as_object_mut() else {
+        panic!("not a user: {me}");
+    };
+    for extra in ["spend", "remaining", "resetsAt"] {
+        assert!(fields.remove(extra).is_some(), "{extra} missing in {me}");
+    }
+    user
+}
+
 /// Inserts a usage row directly (for admin report tests).
 pub async fn insert_usage(app: &TestApp, user_id: i64, created_at: &str, total: u64, cost: &str) {
     let record = UsageRecord {

@@ -7,6 +7,7 @@
 //! message text is ever matched.
 
 mod keys;
+mod limits;
 mod usage;
 mod users;
 
@@ -18,13 +19,14 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use super::keys::{Key, NewKey, StoredKey};
+use super::limits::{Admission, Limits, Refusal, Spend};
 use super::report::{Dimension, ReportRow, Repriced};
 use super::usage::UsageRecord;
 use super::users::User;
 use super::{Backend, PriceFn, StoreError};
 
 /// Migrations in order; `catgate_schema.version` = number applied. Append, never edit.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema_v2.sql")];
 
 /// Any fixed number: the advisory lock that serializes migrations across replicas.
 const MIGRATION_LOCK: i64 = 0x0063_6174_6761_7465; // "catgate"
@@ -208,6 +210,22 @@ impl Backend for PgStore {
 
     async fn import_users(&self, list: &[User]) -> Result<usize, StoreError> {
         users::import_users(&mut *self.client().await?, list).await
+    }
+
+    async fn set_limits(&self, id: i64, l: &Limits) -> Result<User, StoreError> {
+        users::set_limits(&*self.client().await?, id, l).await
+    }
+
+    async fn admit(&self, a: &Admission) -> Result<Option<Refusal>, StoreError> {
+        limits::admit(&mut *self.client().await?, a).await
+    }
+
+    async fn release(&self, request_id: &str) -> Result<(), StoreError> {
+        limits::release(&*self.client().await?, request_id).await
+    }
+
+    async fn spend(&self, user_id: i64, month: &str, day: &str) -> Result<Spend, StoreError> {
+        limits::spend(&*self.client().await?, user_id, month, day).await
     }
 
     async fn list_keys(&self) -> Result<Vec<Key>, StoreError> {

@@ -6,6 +6,7 @@ use rust_decimal::Decimal;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 
+use crate::store::limits::{month_after, month_of};
 use crate::store::report::{Dimension, ReportRow, Repriced};
 use crate::store::usage::{UsageRecord, UsageSource, ROLLUP_CAP};
 use crate::store::{PriceFn, StoreError};
@@ -18,7 +19,11 @@ fn count(r: &Row, i: usize) -> u64 {
     u64::try_from(r.get::<_, i64>(i)).unwrap_or(0)
 }
 
-const INSERT: &str = "INSERT INTO usage (request_id, user_id, key_id, model, route,
+/// The insert, the spend of the new records and the settling of every record's hold, as one
+/// statement (atomic, one round trip). Spend rows are upserted in key order, so two replicas'
+/// batches lock them in the same order and cannot deadlock.
+const INSERT_AND_SETTLE: &str = "WITH ins AS (
+  INSERT INTO usage (request_id, user_id, key_id, model, route,
     prompt_tokens, cached_tokens, cache_write_tokens, audio_input_tokens, completion_tokens,
     reasoning_tokens, audio_output_tokens, total_tokens, service_tier, usage_source, cost,
     stream, status, latency_ms, attempts, created_at)
@@ -26,7 +31,21 @@ const INSERT: &str = "INSERT INTO usage (request_id, user_id, key_id, model, rou
     $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[],
     $14::text[], $15::text[], $16::numeric[], $17::bool[], $18::int4[], $19::int8[],
     $20::int4[], $21::text[])
-  ON CONFLICT (request_id) DO NOTHING";
+  ON CONFLICT (request_id) DO NOTHING
+  RETURNING user_id, cost, created_at
+), added AS (
+  INSERT INTO spend (user_id, period, cost, max_cost)
+  SELECT user_id, p.period, sum(cost), max(cost) FROM ins,
+    LATERAL (VALUES (substr(created_at, 1, 7)), (substr(created_at, 1, 10))) AS p(period)
+  WHERE cost IS NOT NULL AND cost <> 0
+  GROUP BY 1, 2 ORDER BY 1, 2
+  ON CONFLICT (user_id, period) DO UPDATE SET cost = spend.cost + excluded.cost,
+    max_cost = GREATEST(spend.max_cost, excluded.max_cost)
+  RETURNING 1
+), settled AS (
+  DELETE FROM limit_holds WHERE request_id = ANY($1::text[]) RETURNING 1
+)
+SELECT count(*) FROM ins";
 
 pub(super) async fn insert_usage(c: &Client, records: &[UsageRecord]) -> Result<usize, StoreError> {
     if records.is_empty() {
@@ -81,8 +100,8 @@ pub(super) async fn insert_usage(c: &Client, records: &[UsageRecord]) -> Result<
         &attempts,
         &created,
     ];
-    let n = c.execute(INSERT, &params).await?;
-    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    let n: i64 = c.query_one(INSERT_AND_SETTLE, &params).await?.get(0);
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 const SELECT_RECORD: &str = "SELECT request_id, user_id, key_id, model, route,
@@ -281,6 +300,7 @@ pub(super) async fn reprice(
         &[&ids, &costs],
     )
     .await?;
+    super::limits::rebuild_spend(&tx, &month_of(from), &month_after(to)).await?;
     tx.commit().await?;
     Ok(summary)
 }

@@ -4,11 +4,13 @@
 use tokio_postgres::{Client, Row};
 
 use super::{conflict, sync_sequence};
+use crate::store::limits::Limits;
 use crate::store::users::{new_token, User, NAME_TAKEN, ROOT_ID, TOKEN_TAKEN};
 use crate::store::StoreError;
 use crate::timestamp;
 
-const COLUMNS: &str = "id, name, token, is_delete, created_at, updated_at";
+const COLUMNS: &str = "id, name, token, is_delete, created_at, updated_at,
+    monthly_budget, daily_budget, rpm, max_concurrent";
 
 fn from_row(r: &Row) -> User {
     User {
@@ -18,7 +20,44 @@ fn from_row(r: &Row) -> User {
         is_delete: r.get(3),
         created_at: r.get(4),
         updated_at: r.get(5),
+        limits: Limits {
+            monthly_budget: r.get(6),
+            daily_budget: r.get(7),
+            rpm: r
+                .get::<_, Option<i32>>(8)
+                .and_then(|v| u32::try_from(v).ok()),
+            max_concurrent: r
+                .get::<_, Option<i32>>(9)
+                .and_then(|v| u32::try_from(v).ok()),
+        },
     }
+}
+
+/// A limit as stored (INTEGER); limits are validated far below `i32::MAX`.
+fn int(v: Option<u32>) -> Option<i32> {
+    v.map(|v| i32::try_from(v).unwrap_or(i32::MAX))
+}
+
+pub(super) async fn set_limits(c: &Client, id: i64, l: &Limits) -> Result<User, StoreError> {
+    c.query_opt(
+        &format!(
+            "UPDATE users SET monthly_budget = $2, daily_budget = $3, rpm = $4,
+               max_concurrent = $5, updated_at = $6
+             WHERE id = $1 AND NOT is_delete RETURNING {COLUMNS}"
+        ),
+        &[
+            &id,
+            &l.monthly_budget,
+            &l.daily_budget,
+            &int(l.rpm),
+            &int(l.max_concurrent),
+            &timestamp::now(),
+        ],
+    )
+    .await?
+    .as_ref()
+    .map(from_row)
+    .ok_or(StoreError::NotFound)
 }
 
 /// A write that may hit either unique constraint on users.
@@ -130,10 +169,13 @@ pub(super) async fn import_users(c: &mut Client, list: &[User]) -> Result<usize,
     let tx = c.transaction().await?;
     for u in list {
         tx.execute(
-            "INSERT INTO users (id, name, token, is_delete, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO users (id, name, token, is_delete, created_at, updated_at,
+               monthly_budget, daily_budget, rpm, max_concurrent)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, token = excluded.token,
-               is_delete = excluded.is_delete, updated_at = excluded.updated_at",
+               is_delete = excluded.is_delete, updated_at = excluded.updated_at,
+               monthly_budget = excluded.monthly_budget, daily_budget = excluded.daily_budget,
+               rpm = excluded.rpm, max_concurrent = excluded.max_concurrent",
             &[
                 &u.id,
                 &u.name,
@@ -141,6 +183,10 @@ pub(super) async fn import_users(c: &mut Client, list: &[User]) -> Result<usize,
                 &u.is_delete,
                 &u.created_at,
                 &u.updated_at,
+                &u.limits.monthly_budget,
+                &u.limits.daily_budget,
+                &int(u.limits.rpm),
+                &int(u.limits.max_concurrent),
             ],
         )
         .await

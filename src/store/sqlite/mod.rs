@@ -3,6 +3,7 @@
 //! Every call runs on the blocking pool (`run`), so callers stay async.
 
 mod keys;
+mod limits;
 mod report;
 mod usage;
 mod users;
@@ -19,6 +20,7 @@ use rusqlite::{Connection, OpenFlags};
 use rust_decimal::Decimal;
 
 use super::keys::{Key, NewKey, StoredKey};
+use super::limits::{Admission, Limits, Refusal, Spend};
 use super::report::{Dimension, ReportRow, Repriced};
 use super::usage::UsageRecord;
 use super::users::User;
@@ -50,6 +52,7 @@ const MIGRATIONS: &[Migration] = &[
         usage::rebuild_rollups(tx, "0000-01", "9999-13")?;
         usage::mark_all_rolled_up(tx)
     },
+    |tx| Ok(tx.execute_batch(include_str!("schema_v3.sql"))?),
 ];
 
 pub(super) struct SqliteStore {
@@ -147,6 +150,27 @@ impl Backend for SqliteStore {
     async fn import_users(&self, list: &[User]) -> Result<usize, StoreError> {
         let list = list.to_vec();
         self.run(move |c| users::import_users(c, &list)).await
+    }
+
+    async fn set_limits(&self, id: i64, l: &Limits) -> Result<User, StoreError> {
+        let l = *l;
+        self.run(move |c| users::set_limits(c, id, &l)).await
+    }
+
+    async fn admit(&self, a: &Admission) -> Result<Option<Refusal>, StoreError> {
+        let a = a.clone();
+        self.run(move |c| limits::admit(c, &a)).await
+    }
+
+    async fn release(&self, request_id: &str) -> Result<(), StoreError> {
+        let id = request_id.to_string();
+        self.run(move |c| limits::release(c, &id)).await
+    }
+
+    async fn spend(&self, user_id: i64, month: &str, day: &str) -> Result<Spend, StoreError> {
+        let (month, day) = (month.to_string(), day.to_string());
+        self.run(move |c| limits::spend(c, user_id, &month, &day))
+            .await
     }
 
     async fn list_keys(&self) -> Result<Vec<Key>, StoreError> {

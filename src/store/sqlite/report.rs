@@ -15,6 +15,7 @@ use super::usage::{
     rebuild_rollups, record_from_row, roll_up, roll_up_now, summed_select, Level, DAILY,
     DAILY_USER_MODEL, MONTHLY, SELECT_RECORD, SUM_COLUMNS,
 };
+use crate::store::limits::{month_after, month_of};
 use crate::store::report::{Dimension, ReportRow, Repriced};
 use crate::store::{PriceFn, StoreError};
 
@@ -134,6 +135,7 @@ pub(super) fn reprice(
     // Whole months: every rollup of every month the window touches is rebuilt.
     let (from_month, to_month) = (month_of(from), month_after(to));
     rebuild_rollups(&tx, &from_month, &to_month)?;
+    super::limits::rebuild_spend(&tx, &from_month, &to_month)?;
     tx.commit()?;
     Ok(summary)
 }
@@ -222,24 +224,6 @@ impl Names {
 
     fn key(&self, id: i64) -> Option<String> {
         self.keys.get(&id).cloned()
-    }
-}
-
-/// `YYYY-MM` of a day or timestamp.
-fn month_of(ts: &str) -> String {
-    ts.get(..7).unwrap_or(ts).to_string()
-}
-
-/// The month after the one `ts` falls in (`2026-12-31` → `2027-01`).
-fn month_after(ts: &str) -> String {
-    let (y, m) = (ts.get(..4), ts.get(5..7));
-    match (
-        y.and_then(|y| y.parse::<u32>().ok()),
-        m.and_then(|m| m.parse::<u32>().ok()),
-    ) {
-        (Some(y), Some(12)) => format!("{:04}-01", y + 1),
-        (Some(y), Some(m)) => format!("{y:04}-{:02}", m + 1),
-        _ => "9999-13".to_string(),
     }
 }
 

@@ -263,9 +263,10 @@ pub(super) fn insert_usage(
     records: &[UsageRecord],
 ) -> Result<usize, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let inserted = insert_records(&tx, records)?;
+    let new = insert_records(&tx, records)?;
+    super::limits::settle(&tx, records, &new)?;
     tx.commit()?;
-    Ok(inserted)
+    Ok(new.iter().filter(|n| **n).count())
 }
 
 /// Folds records not yet in the rollups into them (the recorder does this every ~100 ms;
@@ -293,16 +294,16 @@ pub(super) fn usage_page(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Inserts `records` inside `tx`; already-present `request_id`s are skipped. The rollups pick
-/// the new rows up in [`roll_up`].
+/// Inserts `records` inside `tx`; already-present `request_id`s are skipped. Says for each
+/// record whether it was new. The rollups pick the new rows up in [`roll_up`].
 pub(super) fn insert_records(
     tx: &Transaction<'_>,
     records: &[UsageRecord],
-) -> Result<usize, StoreError> {
+) -> Result<Vec<bool>, StoreError> {
     let mut stmt = tx.prepare_cached(INSERT_RECORD)?;
-    let mut inserted = 0;
+    let mut inserted = Vec::with_capacity(records.len());
     for r in records {
-        inserted += stmt.execute(params![
+        let n = stmt.execute(params![
             r.request_id,
             r.user_id,
             r.key_id,
@@ -325,6 +326,7 @@ pub(super) fn insert_records(
             r.attempts,
             r.created_at,
         ])?;
+        inserted.push(n > 0);
     }
     Ok(inserted)
 }

@@ -3,13 +3,18 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
+use crate::store::limits::Limits;
 use crate::store::users::{new_token, User, NAME_TAKEN, ROOT_ID, TOKEN_TAKEN};
 use crate::store::StoreError;
 use crate::timestamp;
 
-const COLUMNS: &str = "id, name, token, is_delete, created_at, updated_at";
+const COLUMNS: &str = "id, name, token, is_delete, created_at, updated_at,
+    monthly_budget, daily_budget, rpm, max_concurrent";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<User> {
+    let money = |i: usize| -> rusqlite::Result<_> {
+        Ok(r.get::<_, Option<String>>(i)?.and_then(|t| t.parse().ok()))
+    };
     Ok(User {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -17,7 +22,36 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<User> {
         is_delete: r.get(3)?,
         created_at: r.get(4)?,
         updated_at: r.get(5)?,
+        limits: Limits {
+            monthly_budget: money(6)?,
+            daily_budget: money(7)?,
+            rpm: r.get(8)?,
+            max_concurrent: r.get(9)?,
+        },
     })
+}
+
+/// Replaces a live user's limits.
+pub(super) fn set_limits(conn: &mut Connection, id: i64, l: &Limits) -> Result<User, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let n = tx.execute(
+        "UPDATE users SET monthly_budget = ?2, daily_budget = ?3, rpm = ?4, max_concurrent = ?5,
+           updated_at = ?6 WHERE id = ?1 AND is_delete = 0",
+        params![
+            id,
+            l.monthly_budget.map(|d| d.to_string()),
+            l.daily_budget.map(|d| d.to_string()),
+            l.rpm,
+            l.max_concurrent,
+            timestamp::now()
+        ],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    let user = user(&tx, id)?;
+    tx.commit()?;
+    Ok(user)
 }
 
 fn name_taken(c: &Connection, name: &str) -> Result<bool, StoreError> {
@@ -146,17 +180,24 @@ pub(super) fn import_users(conn: &mut Connection, users: &[User]) -> Result<usiz
             return Err(StoreError::Conflict(NAME_TAKEN));
         }
         tx.execute(
-            "INSERT INTO users (id, name, token, is_delete, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO users (id, name, token, is_delete, created_at, updated_at,
+               monthly_budget, daily_budget, rpm, max_concurrent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT(id) DO UPDATE SET name = excluded.name, token = excluded.token,
-               is_delete = excluded.is_delete, updated_at = excluded.updated_at",
+               is_delete = excluded.is_delete, updated_at = excluded.updated_at,
+               monthly_budget = excluded.monthly_budget, daily_budget = excluded.daily_budget,
+               rpm = excluded.rpm, max_concurrent = excluded.max_concurrent",
             params![
                 u.id,
                 u.name,
                 u.token,
                 u.is_delete,
                 u.created_at,
-                u.updated_at
+                u.updated_at,
+                u.limits.monthly_budget.map(|d| d.to_string()),
+                u.limits.daily_budget.map(|d| d.to_string()),
+                u.limits.rpm,
+                u.limits.max_concurrent,
             ],
         )?;
     }
