@@ -281,15 +281,13 @@ impl Ticket {
         })
     }
 
-    fn release(self) -> impl Future<Output = ()> + Send + 'static {
-        async move {
-            let released = tokio::time::timeout(DB_WAIT, self.store.release(&self.request_id));
-            match released.await {
-                Ok(Ok(())) => {}
-                // The record's write frees the slot anyway, a moment later.
-                Ok(Err(e)) => tracing::warn!(error = %e, "cannot free a concurrency slot"),
-                Err(_) => tracing::warn!("freeing a concurrency slot timed out"),
-            }
+    async fn release(self) {
+        let released = tokio::time::timeout(DB_WAIT, self.store.release(&self.request_id));
+        match released.await {
+            Ok(Ok(())) => {}
+            // The record's write frees the slot anyway, a moment later.
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot free a concurrency slot"),
+            Err(_) => tracing::warn!("freeing a concurrency slot timed out"),
         }
     }
 }
