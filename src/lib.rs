@@ -12,6 +12,7 @@ pub mod connections;
 pub mod error;
 #[cfg(test)]
 mod layering;
+pub mod logging;
 pub mod metering;
 pub mod proxy;
 pub mod report;
