@@ -21,11 +21,19 @@ pub fn local_url(listen: SocketAddr) -> String {
     format!("http://{}/readyz", SocketAddr::new(ip, listen.port()))
 }
 
-/// `Ok` when `url` answers 200; else why not, one line.
-pub fn probe(url: &str) -> Result<(), String> {
-    let (authority, path) = split(url)?;
+/// The URL probed when `url` answers 200; else that URL and why not, on one line.
+pub fn probe(url: &str) -> Result<String, String> {
+    let (authority, path) = split(url).map_err(|why| format!("{url}: {why}"))?;
+    let probed = format!("http://{authority}{path}");
+    match get(&authority, &path) {
+        Ok(()) => Ok(probed),
+        Err(why) => Err(format!("{probed}: {why}")),
+    }
+}
+
+fn get(authority: &str, path: &str) -> Result<(), String> {
     let deadline = Instant::now() + TIMEOUT;
-    let mut stream = connect(&authority, deadline)?;
+    let mut stream = connect(authority, deadline)?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: catgate-health\r\n\
          Connection: close\r\n\r\n"

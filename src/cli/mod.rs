@@ -168,12 +168,11 @@ async fn run(command: Command, config: Config) -> Result<(), CliError> {
         }
         Command::Health { url } => {
             let url = url.unwrap_or_else(|| health::local_url(config.listen));
-            let probed = url.clone();
-            tokio::task::spawn_blocking(move || health::probe(&probed))
+            let probed = tokio::task::spawn_blocking(move || health::probe(&url))
                 .await
                 .map_err(|e| CliError::Server(e.to_string()))?
-                .map_err(|why| CliError::Unhealthy(format!("{url}: {why}")))?;
-            println!("ready: {url}");
+                .map_err(CliError::Unhealthy)?;
+            println!("ready: {probed}");
             Ok(())
         }
     }
