@@ -71,6 +71,16 @@ pub struct Config {
     pub max_tokens_per_request: u64,
     pub shutdown_grace: Duration,
     pub limits: LimitsConfig,
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written to stderr (`log_format`, env `CATGATE_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +89,7 @@ struct RawConfig {
     listen: Option<String>,
     database: Option<String>,
     shutdown_grace_secs: Option<u64>,
+    log_format: Option<String>,
     #[serde(default)]
     upstream: RawUpstream,
     #[serde(default)]
@@ -165,7 +176,7 @@ impl Config {
     }
 
     /// Parses TOML text; relative `database` paths resolve against `base_dir`; `env` supplies
-    /// `CATGATE_LISTEN`, `PORT` and `CATGATE_DATABASE` overrides.
+    /// `CATGATE_LISTEN`, `PORT`, `CATGATE_DATABASE` and `CATGATE_LOG_FORMAT` overrides.
     pub fn from_toml(
         text: &str,
         base_dir: &Path,
@@ -227,6 +238,7 @@ impl Config {
             max_tokens_per_request: max_tokens(raw.metering.max_tokens_per_request)?,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(30)),
             limits: limits(&raw.limits)?,
+            log_format: log_format(raw.log_format, env)?,
         })
     }
 }
@@ -350,6 +362,24 @@ fn limits(raw: &RawLimits) -> Result<LimitsConfig, ConfigError> {
     })
 }
 
+fn log_format(
+    raw: Option<String>,
+    env: &HashMap<String, String>,
+) -> Result<LogFormat, ConfigError> {
+    let (key, text) = match env.get("CATGATE_LOG_FORMAT").filter(|f| !f.is_empty()) {
+        Some(f) => ("CATGATE_LOG_FORMAT", f.clone()),
+        None => ("log_format", raw.unwrap_or_else(|| "text".into())),
+    };
+    match text.as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(ConfigError::Invalid {
+            key: key.into(),
+            message: format!("`{other}` is not a log format; use \"text\" or \"json\""),
+        }),
+    }
+}
+
 fn max_tokens(v: Option<u64>) -> Result<u64, ConfigError> {
     let v = v.unwrap_or(DEFAULT_MAX_TOKENS);
     if !(1..=crate::store::usage::MAX_PLAUSIBLE_TOKENS).contains(&v) {
@@ -433,6 +463,24 @@ mod tests {
     }
 
     #[test]
+    fn log_format_from_file_or_env() {
+        assert_eq!(parse("").unwrap().log_format, LogFormat::Text);
+        let json = parse("log_format = \"json\"").unwrap();
+        assert_eq!(json.log_format, LogFormat::Json);
+        let e = parse("log_format = \"xml\"").unwrap_err().to_string();
+        assert!(e.contains("`log_format`") && e.contains("xml"), "{e}");
+        let env = |v: &str| HashMap::from([("CATGATE_LOG_FORMAT".to_string(), v.to_string())]);
+        let from_env = |text: &str, v: &str| Config::from_toml(text, Path::new("."), &env(v));
+        let c = from_env("log_format = \"text\"", "json").unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        let e = from_env("", "JSON").unwrap_err().to_string();
+        assert!(
+            e.contains("`CATGATE_LOG_FORMAT`") && e.contains("JSON"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn shipped_config_parses_to_the_defaults() {
         let text = include_str!("../config.toml");
         let c = parse(text).unwrap();
@@ -443,6 +491,7 @@ mod tests {
         assert_eq!(c.upstream.max_request_bytes, d.upstream.max_request_bytes);
         assert_eq!(c.upstream.body_read_timeout, d.upstream.body_read_timeout);
         assert_eq!(d.upstream.body_read_timeout, Duration::from_secs(60));
+        assert_eq!(c.log_format, d.log_format);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod error;
 #[cfg(test)]
 mod layering;
 pub mod limits;
+pub mod logging;
 pub mod metering;
 pub mod proxy;
 pub mod report;

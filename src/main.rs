@@ -3,26 +3,25 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
 fn main() -> ExitCode {
     // Owner-only files from the start: the database, its -wal/-shm and the usage spool hold
     // tokens, keys and usage, and SQLite creates them with the process umask.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    let command = match catgate::cli::parse(std::env::args().skip(1)) {
+    // Bad usage exits 2 with clap's message; --help and --version exit 0.
+    let cli = catgate::cli::Cli::parse();
+    // Before tracing exists, so a config error is one plain line whatever `log_format` says.
+    let config = match cli.load_config() {
         Ok(c) => c,
-        Err(message) => {
-            eprintln!("catgate: {message}\n\n{}", catgate::cli::USAGE);
-            return ExitCode::from(2);
+        Err(e) => {
+            eprintln!("catgate: {e}");
+            return ExitCode::FAILURE;
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    catgate::logging::init(config.log_format);
     raise_open_file_limit();
-    match catgate::cli::execute(command) {
+    match catgate::cli::execute(cli.command, config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("catgate: {e}");

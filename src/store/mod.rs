@@ -4,6 +4,7 @@
 //! `postgres/` (several replicas on one server). A backend is one folder implementing
 //! [`Backend`] plus one arm in [`Store::open`].
 
+pub mod backup;
 pub mod copy;
 pub mod keys;
 pub mod limits;

@@ -10,24 +10,26 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl Run {
-    fn ok(&self) -> bool {
+    pub fn ok(&self) -> bool {
         self.code == Some(0)
     }
 }
 
 /// Runs the binary with `args` (env overrides removed); kills it if it takes over 30 s.
-fn run(args: &[&str]) -> Run {
+pub fn run(args: &[&str]) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_catgate"))
         .args(args)
+        .env_remove("CATGATE_CONFIG")
         .env_remove("CATGATE_DATABASE")
         .env_remove("CATGATE_LISTEN")
+        .env_remove("CATGATE_LOG_FORMAT")
         .env_remove("PORT")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
@@ -67,7 +69,7 @@ fn run(args: &[&str]) -> Run {
 }
 
 /// Writes `dir/config.toml` with `database = "catgate.db"` (+ `extra`), returns its path.
-fn write_config(dir: &Path, extra: &str) -> PathBuf {
+pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("config.toml");
     std::fs::write(
         &path,
@@ -91,14 +93,14 @@ fn write_app_config(app: &TestApp, extra: &str) -> PathBuf {
     path
 }
 
-fn cli(config: &Path, args: &[&str]) -> Run {
+pub fn cli(config: &Path, args: &[&str]) -> Run {
     let mut all = vec!["--config", config.to_str().unwrap()];
     all.extend_from_slice(args);
     run(&all)
 }
 
 /// The single printed line of a successful run.
-fn printed(r: &Run) -> String {
+pub fn printed(r: &Run) -> String {
     assert!(
         r.ok(),
         "exit {:?}\nstdout: {}\nstderr: {}",
@@ -297,21 +299,149 @@ fn unknown_config_key_is_named() {
 
 #[test]
 fn help_exits_zero() {
-    for args in [&["--help"][..], &["-h"][..]] {
+    for args in [&["--help"][..], &["-h"][..], &["help"][..]] {
         let r = run(args);
         assert!(r.ok(), "{args:?}: exit {:?}: {}", r.code, r.stderr);
         assert!(r.stdout.to_lowercase().contains("usage"), "{}", r.stdout);
-        for command in ["root-token", "reset-root", "users export", "users import"] {
+        for command in [
+            "serve",
+            "root-token",
+            "reset-root",
+            "users",
+            "report",
+            "reprice",
+            "copy",
+            "backup",
+            "health",
+        ] {
             assert!(
-                r.stdout.contains(command),
+                r.stdout.contains(&format!("\n  {command} ")),
                 "help lacks {command}: {}",
                 r.stdout
             );
         }
+        assert!(r.stdout.contains("CATGATE_CONFIG"), "{}", r.stdout);
+    }
+    let users = run(&["users", "--help"]);
+    assert!(users.ok(), "{}", users.stderr);
+    assert!(
+        users.stdout.contains("Usage: catgate users"),
+        "{}",
+        users.stdout
+    );
+    for command in ["export", "import"] {
+        assert!(users.stdout.contains(command), "{}", users.stdout);
     }
     // Help needs no config file.
     let r = run(&["--config", "/nonexistent/catgate/config.toml", "--help"]);
     assert!(r.ok(), "exit {:?}: {}", r.code, r.stderr);
+}
+
+#[test]
+fn every_command_has_its_own_help() {
+    for command in [
+        "serve",
+        "root-token",
+        "reset-root",
+        "users",
+        "report",
+        "reprice",
+        "copy",
+        "backup",
+        "health",
+    ] {
+        let r = run(&[command, "--help"]);
+        assert!(r.ok(), "{command}: exit {:?}: {}", r.code, r.stderr);
+        let usage = format!("Usage: catgate {command}");
+        assert!(r.stdout.contains(&usage), "{command}: {}", r.stdout);
+    }
+    // `serve --help` lists what the environment can override.
+    let serve = run(&["serve", "--help"]).stdout;
+    for var in [
+        "CATGATE_LISTEN",
+        "CATGATE_DATABASE",
+        "PORT",
+        "CATGATE_LOG_FORMAT",
+        "CATGATE_CONFIG",
+        "NO_COLOR",
+    ] {
+        assert!(serve.contains(var), "serve --help lacks {var}: {serve}");
+    }
+    let report = run(&["report", "--help"]).stdout;
+    for option in ["--from", "--to", "--by", "--format"] {
+        assert!(report.contains(option), "{report}");
+    }
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    for flag in ["--version", "-V"] {
+        let r = run(&[flag]);
+        assert!(r.ok(), "{}", r.stderr);
+        assert_eq!(r.stdout, format!("catgate {}\n", env!("CARGO_PKG_VERSION")));
+    }
+}
+
+#[test]
+fn bad_usage_exits_2_with_a_message_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    for args in [
+        &["frobnicate"][..],
+        &["--nope"],
+        &["users", "delete"],
+        &["report", "--from", "2026-11-01"],
+        &["copy"],
+        &["backup"],
+        &["root-token", "extra"],
+    ] {
+        let r = cli(&config, args);
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stdout, "", "{args:?}");
+        assert!(r.stderr.starts_with("error: "), "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("Usage: catgate"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "only config.toml: {left:?}");
+}
+
+#[test]
+fn the_config_path_can_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let store = TestStore::sqlite(&dir.path().join("catgate.db"));
+    let root = store.wait(store.init_root()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_catgate"))
+        .arg("root-token")
+        .env("CATGATE_CONFIG", &config)
+        .env_remove("CATGATE_DATABASE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}\n", root.token)
+    );
+    // Named by the environment, a missing file is an error, as with --config.
+    let out = Command::new(env!("CARGO_BIN_EXE_catgate"))
+        .arg("root-token")
+        .env("CATGATE_CONFIG", dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot read config file") && err.contains("missing.toml"),
+        "{err}"
+    );
 }
 
 /// One gpt-4o-mini request (1000 prompt, 1000 completion tokens) metered by a server on `dir`.
@@ -477,10 +607,12 @@ fn commands_on_existing_users_never_create_a_database() {
     let config = write_config(dir.path(), "");
     let db = dir.path().join("catgate.db");
     let export = dir.path().join("users.json");
+    let backup = dir.path().join("backup.db");
     for args in [
         &["root-token"][..],
         &["reset-root"][..],
         &["users", "export", export.to_str().unwrap()][..],
+        &["backup", backup.to_str().unwrap()][..],
     ] {
         let r = cli(&config, args);
         assert!(!r.ok(), "{args:?}: exit {:?}", r.code);

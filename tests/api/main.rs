@@ -11,6 +11,7 @@ mod failover;
 mod helpers;
 mod limits;
 mod metering;
+mod ops;
 mod postgres;
 mod properties;
 mod proxy;

@@ -2,6 +2,7 @@
 //! `user_version` migrations, and the exact `decimal_sum`/`decimal_add` functions reports use.
 //! Every call runs on the blocking pool (`run`), so callers stay async.
 
+pub(super) mod backup;
 mod keys;
 mod limits;
 mod report;
