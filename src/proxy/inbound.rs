@@ -14,6 +14,7 @@ use http::{Method, Uri};
 use percent_encoding::percent_decode_str;
 
 use super::attempt::ModelSplice;
+use super::request::Inspected;
 use crate::error::ProxyError;
 use crate::upload::{self, RequestBody};
 
@@ -103,17 +104,27 @@ fn model_for(deployment: &str, deployments: &HashMap<String, String>) -> String 
         .unwrap_or_else(|| deployment.to_string())
 }
 
-/// The `model` member an OpenAI key needs when a deployment request's body names none: the
-/// model in OpenAI's spelling (`gpt-35-turbo` → `gpt-3.5-turbo`). `None` when the body has a
-/// model or is no JSON object. A spooled body also gets where the member goes (after its `{`).
-pub async fn model_splice(
-    model: &str,
+/// Applies a deployment request's model: it routes and meters the request (the deployment, not
+/// the body, decides where an Azure-style request goes), and when the body names none, the
+/// returned splice is what an OpenAI key must be sent.
+pub async fn deployment_model(
+    model: Option<String>,
     body: &RequestBody,
-    body_has_model: bool,
+    inspected: &mut Inspected,
 ) -> Option<ModelSplice> {
-    if body_has_model {
-        return None;
-    }
+    let model = model?;
+    let splice = match inspected.model {
+        Some(_) => None,
+        None => model_splice(&model, body).await,
+    };
+    inspected.model = Some(model);
+    splice
+}
+
+/// The `model` member for an object body: the model in OpenAI's spelling (`gpt-35-turbo` →
+/// `gpt-3.5-turbo`); a spooled body also gets where it goes (after its `{`). `None` for a body
+/// that is no JSON object.
+async fn model_splice(model: &str, body: &RequestBody) -> Option<ModelSplice> {
     let model = crate::metering::pricing::canonical_model(model).into_owned();
     if let Some(bytes) = body.in_memory() {
         let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
@@ -214,12 +225,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn model_splice_only_for_object_bodies_without_model() {
+    async fn a_deployment_model_routes_and_is_added_only_when_the_body_has_none() {
         let body = RequestBody::Memory(bytes::Bytes::from_static(b" {\"messages\":[]}"));
-        let splice = model_splice("gpt-35-turbo", &body, false).await.unwrap();
-        assert_eq!((splice.model.as_str(), splice.at), ("gpt-3.5-turbo", None));
-        assert!(model_splice("gpt-4o", &body, true).await.is_none());
+        let mut inspected = Inspected::default();
+        let splice = deployment_model(Some("gpt-35-turbo".into()), &body, &mut inspected).await;
+        assert_eq!(
+            splice,
+            Some(ModelSplice {
+                model: "gpt-3.5-turbo".into(),
+                at: None
+            })
+        );
+        assert_eq!(inspected.model.as_deref(), Some("gpt-35-turbo"));
+
+        let mut inspected = Inspected {
+            model: Some("gpt-4o-2024-08-06".into()),
+            ..Inspected::default()
+        };
+        let splice = deployment_model(Some("gpt-4o".into()), &body, &mut inspected).await;
+        assert_eq!((splice, inspected.model.as_deref()), (None, Some("gpt-4o")));
+
         let not_object = RequestBody::Memory(bytes::Bytes::from_static(b"[1]"));
-        assert!(model_splice("gpt-4o", &not_object, false).await.is_none());
+        let mut inspected = Inspected::default();
+        assert_eq!(
+            deployment_model(Some("m".into()), &not_object, &mut inspected).await,
+            None
+        );
+        let mut inspected = Inspected::default();
+        assert_eq!(deployment_model(None, &body, &mut inspected).await, None);
+        assert_eq!(inspected.model, None);
     }
 }

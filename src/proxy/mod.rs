@@ -25,7 +25,8 @@ use crate::state::App;
 use crate::upload::{self, ReadError, RequestBody};
 use crate::upstream::ProviderSet;
 
-/// Handles one `/v1` (or Azure-style `/openai/...`) request; errors catgate makes come back in OpenAI's shape.
+/// Handles one `/v1` (or Azure-style `/openai/...`) request; errors catgate makes come back in
+/// OpenAI's shape.
 pub async fn handle(app: App, req: Request<Incoming>) -> Response<ResponseBody> {
     let request_id = uuid::Uuid::now_v7().to_string();
     let mut resp = match proxy(&app, req, &request_id).await {
@@ -71,15 +72,7 @@ async fn proxy(
         return Ok(local_models(app));
     }
     let (mut inspected, splice_at) = inspect(&body).await;
-    let add_model = match target.deployment_model {
-        Some(model) => {
-            let splice = inbound::model_splice(&model, &body, inspected.model.is_some()).await;
-            // The deployment, not the body, decides where an Azure-style request goes.
-            inspected.model = Some(model);
-            splice
-        }
-        None => None,
-    };
+    let add_model = inbound::deployment_model(target.deployment_model, &body, &mut inspected).await;
     let inject_usage = inspected.stream
         && route.streams_usage()
         && inspected.include_usage != Some(true)
