@@ -1,5 +1,6 @@
-//! One `match` on the path: `/1/*` to the admin API, `/v1/*` to the proxy, `/ui/*` to the
-//! embedded dashboard, a health probe, and JSON 404s for everything else.
+//! One `match` on the path: `/1/*` to the admin API, `/v1/*` and Azure-style `/openai/*` to
+//! the proxy, `/ui/*` to the embedded dashboard, a health probe, and JSON 404s for everything
+//! else.
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -13,7 +14,7 @@ pub async fn route(app: App, req: Request<Incoming>) -> Response<ResponseBody> {
     let path = req.uri().path();
     if path == "/1" || path.starts_with("/1/") {
         admin::handle(app, req).await
-    } else if path == "/v1" || path.starts_with("/v1/") {
+    } else if path == "/v1" || path.starts_with("/v1/") || is_azure_style(path) {
         proxy::handle(app, req).await
     } else if path == "/ui" || path.starts_with("/ui/") {
         ui::serve(req.method(), path, req.headers())
@@ -24,6 +25,11 @@ pub async fn route(app: App, req: Request<Incoming>) -> Response<ResponseBody> {
     } else {
         json_body(StatusCode::NOT_FOUND, &json!({ "error": "not found" }))
     }
+}
+
+/// Paths of Azure OpenAI's API, which Azure SDK clients call (`proxy::inbound`).
+fn is_azure_style(path: &str) -> bool {
+    path == "/openai" || path.starts_with("/openai/")
 }
 
 /// Ready when the database answers and the recorder is keeping up (nothing waiting in memory

@@ -8,7 +8,7 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::request::{with_include_usage, Inspected};
+use super::request::{model_member, with_include_usage, with_model, Inspected};
 use crate::error::ProxyError;
 use crate::route::Route;
 use crate::state::App;
@@ -32,6 +32,17 @@ pub struct Outbound {
     pub inspected: Inspected,
     /// Catgate wants usage in the stream and the client did not ask for it.
     pub inject_usage: bool,
+    /// An Azure deployment request whose body names no model: the `model` a key that reads
+    /// the model from the body (OpenAI) must be sent.
+    pub add_model: Option<ModelSplice>,
+}
+
+/// A `model` member to add to a JSON object body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSplice {
+    pub model: String,
+    /// For a spooled body: the offset just after its opening `{`.
+    pub at: Option<u64>,
 }
 
 /// Client headers that never go upstream: hop-by-hop ones, the client's credentials, and the
@@ -82,7 +93,12 @@ pub(super) async fn attempt(app: &App, key: &PoolKey, out: &Outbound) -> Attempt
         // The pool only offers keys whose provider serves the call; kept as a safe answer.
         return Attempt::Failed(ProxyError::NoUpstreamKey);
     };
-    let body = body_for(out, key.provider.takes_stream_options(&settings)).await;
+    let body = body_for(
+        out,
+        key.provider.takes_stream_options(&settings),
+        key.provider.reads_model_from_body(),
+    )
+    .await;
     let mut headers = HeaderMap::with_capacity(out.headers.len() + 1);
     for (name, value) in &out.headers {
         if !DROP_REQUEST.contains(&name.as_str()) {
@@ -162,23 +178,38 @@ async fn first_frame(app: &App, key: &PoolKey, resp: http::Response<Incoming>) -
 }
 
 /// The upstream body for one attempt: the client's bytes, with `include_usage` spliced in
-/// when catgate wants usage and the upstream takes `stream_options`.
+/// when catgate wants usage and the upstream takes `stream_options`, and `model` when the
+/// request named it only in its Azure deployment path and the upstream reads it from the body.
 async fn body_for(
     out: &Outbound,
     upstream_takes_stream_options: bool,
+    upstream_reads_model: bool,
 ) -> std::io::Result<UpstreamBody> {
     let inject = out.inject_usage && upstream_takes_stream_options;
+    let add_model = out.add_model.as_ref().filter(|_| upstream_reads_model);
     if let Some(bytes) = out.body.in_memory() {
-        let spliced = inject.then(|| with_include_usage(bytes)).flatten();
-        return Ok(UpstreamBody::Bytes(Some(
-            spliced.unwrap_or_else(|| bytes.clone()),
-        )));
-    }
-    match out.splice_at.filter(|_| inject) {
-        Some(at) => {
-            let prefix = Bytes::from_static(br#"{"stream_options":{"include_usage":true},"#);
-            out.body.upstream(Some(prefix), at).await
+        let mut body = bytes.clone();
+        if let Some(spliced) = inject.then(|| with_include_usage(&body)).flatten() {
+            body = spliced;
         }
-        None => out.body.upstream(None, 0).await,
+        if let Some(spliced) = add_model.and_then(|m| with_model(&body, &m.model)) {
+            body = spliced;
+        }
+        return Ok(UpstreamBody::Bytes(Some(body)));
     }
+    let usage_at = out.splice_at.filter(|_| inject);
+    let model_at = add_model.and_then(|m| m.at);
+    // Both splice points are just after the body's opening `{`.
+    let Some(at) = usage_at.or(model_at) else {
+        return out.body.upstream(None, 0).await;
+    };
+    let mut prefix = b"{".to_vec();
+    if let Some(m) = add_model.filter(|_| model_at.is_some()) {
+        prefix.extend_from_slice(&model_member(&m.model));
+        prefix.push(b',');
+    }
+    if usage_at.is_some() {
+        prefix.extend_from_slice(br#""stream_options":{"include_usage":true},"#);
+    }
+    out.body.upstream(Some(Bytes::from(prefix)), at).await
 }

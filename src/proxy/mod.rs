@@ -1,9 +1,12 @@
 //! The `/v1` proxy: authenticate the member, read the body, forward with failover, meter.
+//! Azure-style paths (`/openai/...`) enter here too, as the `/v1` request they stand for
+//! (`inbound.rs`).
 
 pub mod attempt;
 pub mod cooldown;
 pub mod decoded;
 pub mod failover;
+pub mod inbound;
 pub mod json_keep;
 pub mod metered_body;
 pub mod path;
@@ -22,7 +25,8 @@ use crate::state::App;
 use crate::upload::{self, ReadError, RequestBody};
 use crate::upstream::ProviderSet;
 
-/// Handles one `/v1` request; errors catgate makes come back in OpenAI's shape.
+/// Handles one `/v1` (or Azure-style `/openai/...`) request; errors catgate makes come back in
+/// OpenAI's shape.
 pub async fn handle(app: App, req: Request<Incoming>) -> Response<ResponseBody> {
     let request_id = uuid::Uuid::now_v7().to_string();
     let mut resp = match proxy(&app, req, &request_id).await {
@@ -49,6 +53,7 @@ async fn proxy(
     let caller = bearer_token(req.headers())
         .and_then(|t| app.tokens.lookup(t))
         .ok_or(ProxyError::InvalidApiKey)?;
+    let target = inbound::target(req.method(), req.uri(), &app.config.azure_deployments)?;
     let (parts, body) = req.into_parts();
     let limit = app.config.upstream.max_request_bytes;
     let deadline = app.config.upstream.body_read_timeout;
@@ -61,12 +66,13 @@ async fn proxy(
                 ProxyError::BadRequest(format!("Could not read the request body: {m}"))
             }
         })?;
-    let path = parts.uri.path().to_string();
+    let path = target.path;
     let route = Route::parse(&path);
     if parts.method == Method::GET && route == Route::Models && !can_list_models(app) {
         return Ok(local_models(app));
     }
-    let (inspected, splice_at) = inspect(&body).await;
+    let (mut inspected, splice_at) = inspect(&body).await;
+    let add_model = inbound::deployment_model(target.deployment_model, &body, &mut inspected).await;
     let inject_usage = inspected.stream
         && route.streams_usage()
         && inspected.include_usage != Some(true)
@@ -86,10 +92,7 @@ async fn proxy(
         },
     )
     .await?;
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| path.clone(), |pq| pq.as_str().to_string());
+    let path_and_query = target.path_and_query;
     let out = attempt::Outbound {
         request_id: request_id.to_string(),
         method: parts.method,
@@ -101,6 +104,7 @@ async fn proxy(
         splice_at,
         inspected,
         inject_usage,
+        add_model,
     };
     let answer = failover::send(app, caller.user_id, out).await;
     Ok(match ticket {

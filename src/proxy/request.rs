@@ -164,6 +164,23 @@ pub fn with_include_usage(body: &Bytes) -> Option<Bytes> {
     replaced(body, options, &new_options).map(Bytes::from)
 }
 
+/// The body with `"model":"<model>"` as its first member, every other byte as sent; `None`
+/// unless the body is a JSON object.
+pub fn with_model(body: &Bytes, model: &str) -> Option<Bytes> {
+    if !starts_object(body) {
+        return None;
+    }
+    let member = String::from_utf8(model_member(model)).ok()?;
+    with_first_member(body, &member).map(Bytes::from)
+}
+
+/// `"model":"<model>"`, the model JSON-escaped.
+pub fn model_member(model: &str) -> Vec<u8> {
+    let mut member = br#""model":"#.to_vec();
+    member.extend_from_slice(serde_json::Value::from(model).to_string().as_bytes());
+    member
+}
+
 /// `Some` for any value, `null` included (plain `Option` would turn `null` into `None`).
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue>::deserialize(d).map(Some)
@@ -227,6 +244,16 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn adds_a_model_keeping_every_other_byte() {
+        let body = Bytes::from_static(b" {\"messages\": [ ]}");
+        let out = with_model(&body, "gpt-\"x").unwrap();
+        assert_eq!(&out[..], b" {\"model\":\"gpt-\\\"x\",\"messages\": [ ]}");
+        let out = with_model(&Bytes::from_static(b"{}"), "m").unwrap();
+        assert_eq!(&out[..], br#"{"model":"m"}"#);
+        assert_eq!(with_model(&Bytes::from_static(b""), "m"), None);
     }
 
     #[test]

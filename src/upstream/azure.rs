@@ -63,6 +63,11 @@ impl Wire for Azure {
         settings.azure_api_version >= "2024-09-01"
     }
 
+    /// The deployment in the URL names the model.
+    fn reads_model_from_body(&self) -> bool {
+        false
+    }
+
     fn probe_url(&self, base: &str, settings: &Settings<'_>) -> String {
         let version = percent_encode_segment(settings.azure_api_version);
         format!("{base}/openai/models?api-version={version}")

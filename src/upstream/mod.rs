@@ -71,6 +71,8 @@ trait Wire: Sync {
     /// `None` when this provider cannot serve `call`.
     fn url(&self, base: &str, call: &Call<'_>, settings: &Settings<'_>) -> Option<String>;
     fn takes_stream_options(&self, settings: &Settings<'_>) -> bool;
+    /// Whether the upstream learns the model from the body (else from the URL).
+    fn reads_model_from_body(&self) -> bool;
     fn probe_url(&self, base: &str, settings: &Settings<'_>) -> String;
 }
 
@@ -126,6 +128,13 @@ impl Provider {
     /// splice `include_usage` in, and estimates the stream instead).
     pub fn takes_stream_options(self, settings: &Settings<'_>) -> bool {
         self.wire().takes_stream_options(settings)
+    }
+
+    /// Whether this provider learns the model from the request body (OpenAI) rather than from
+    /// the URL (Azure deployments): an Azure-style request without a body `model` must then
+    /// be sent one.
+    pub fn reads_model_from_body(self) -> bool {
+        self.wire().reads_model_from_body()
     }
 
     /// The cheap authenticated request that tells whether a key works (OpenAI: `GET

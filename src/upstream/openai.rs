@@ -37,6 +37,10 @@ impl Wire for OpenAi {
         true
     }
 
+    fn reads_model_from_body(&self) -> bool {
+        true
+    }
+
     fn probe_url(&self, base: &str, _settings: &Settings<'_>) -> String {
         format!("{base}/v1/models")
     }

@@ -5,6 +5,7 @@ mod admin_keys;
 mod admin_usages;
 mod admin_users;
 mod azure;
+mod azure_inbound;
 mod body_timeout;
 mod cli;
 mod failover;

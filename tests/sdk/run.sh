@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Real-client check: the official `openai` Python SDK (installed into a throw-away venv from
-# PyPI) against a running catgate in front of examples/mock_upstream.rs. Loopback only.
+# PyPI), both its `OpenAI` and its `AzureOpenAI` client, against a running catgate in front of
+# examples/mock_upstream.rs (reached through an openai and an azure key). Then the Node SDK's
+# `AzureOpenAI` client (npm `openai@6`, the major that runs on the machine's Node 20). Loopback
+# only.
 # Usage: bash tests/sdk/run.sh   (from the repo root; builds the debug binaries it needs)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -43,8 +46,29 @@ json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; 
 root=$(curl -fsS -X POST "$url/1/users/init" | json_field token)
 member=$(curl -fsS -X POST "$url/1/users" -H "Authorization: Bearer $root" \
     -d '{"name":"sdk"}' | json_field token)
+azure_member_json=$(curl -fsS -X POST "$url/1/users" -H "Authorization: Bearer $root" \
+    -d '{"name":"azure-sdk"}')
+azure_member=$(json_field token <<<"$azure_member_json")
+azure_member_id=$(json_field id <<<"$azure_member_json")
+node_member_json=$(curl -fsS -X POST "$url/1/users" -H "Authorization: Bearer $root" \
+    -d '{"name":"azure-node"}')
 curl -fsS -X POST "$url/1/keys" -H "Authorization: Bearer $root" \
     -d "{\"key\":\"sk-mock\",\"name\":\"mock\",\"endpoint\":\"http://127.0.0.1:$mock_port\"}" >/dev/null
+curl -fsS -X POST "$url/1/keys" -H "Authorization: Bearer $root" \
+    -d "{\"key\":\"az-mock\",\"name\":\"mock-azure\",\"api_type\":\"azure\",\"endpoint\":\"http://127.0.0.1:$mock_port\"}" >/dev/null
 
 CATGATE_URL="$url" MEMBER_TOKEN="$member" ROOT_TOKEN="$root" MOCK_CHUNKS="$chunks" \
+    AZURE_MEMBER_TOKEN="$azure_member" AZURE_MEMBER_ID="$azure_member_id" \
     "$work/venv/bin/python" tests/sdk/check.py
+
+if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+    echo "!!! SKIPPED: the Node AzureOpenAI check needs node and npm, which this machine lacks !!!"
+    exit 0
+fi
+mkdir "$work/node"
+cp tests/sdk/check_azure.mjs "$work/node/"
+npm install --prefix "$work/node" --silent --no-audit --no-fund openai@6 >/dev/null
+CATGATE_URL="$url" ROOT_TOKEN="$root" MOCK_CHUNKS="$chunks" \
+    NODE_MEMBER_TOKEN=$(json_field token <<<"$node_member_json") \
+    NODE_MEMBER_ID=$(json_field id <<<"$node_member_json") \
+    node "$work/node/check_azure.mjs"
