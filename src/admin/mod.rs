@@ -64,15 +64,20 @@ async fn dispatch(app: App, req: Request<Incoming>) -> Result<Response<ResponseB
             keys::add(&app, json_body(&app, body).await?).await
         }
         (Method::DELETE, ["keys", id]) => keys::delete(&app, root(caller)?, parse_id(id)?).await,
+        (Method::POST, ["keys", id, "disable"]) => {
+            keys::disable(&app, root(caller)?, parse_id(id)?).await
+        }
+        (Method::POST, ["keys", id, "enable"]) => {
+            keys::enable(&app, root(caller)?, parse_id(id)?).await
+        }
         (Method::GET, ["usages"]) => usages::all(&app, root(caller)?, &query).await,
         (Method::GET, ["usages", "detail"]) => {
             root(caller)?;
             usages::detail(&app, None, &query).await
         }
         (_, ["me"] | ["me", "usages"] | ["me", "usages", "detail"] | ["users"] | ["users", _])
-        | (_, ["users", _, "reset"] | ["keys"] | ["keys", _] | ["usages"] | ["usages", "detail"]) => {
-            Err(AdminError::MethodNotAllowed)
-        }
+        | (_, ["users", _, "reset"] | ["keys"] | ["keys", _] | ["usages"] | ["usages", "detail"])
+        | (_, ["keys", _, "disable" | "enable"]) => Err(AdminError::MethodNotAllowed),
         _ => Err(AdminError::NotFound("not found".into())),
     }
 }

@@ -5,6 +5,7 @@ pub mod cooldown;
 pub mod decoded;
 pub mod failover;
 pub mod json_keep;
+pub mod key_health;
 pub mod metered_body;
 pub mod path;
 pub mod request;

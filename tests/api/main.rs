@@ -9,6 +9,7 @@ mod body_timeout;
 mod cli;
 mod failover;
 mod helpers;
+mod key_health;
 mod metering;
 mod postgres;
 mod properties;
