@@ -442,3 +442,46 @@ async fn mixed_failures_pass_the_last_real_answer_through() {
         "the key whose answer the member got"
     );
 }
+
+#[tokio::test]
+async fn another_replica_on_the_same_database_stops_using_the_key_too() {
+    let app = spawn_app().await;
+    let (root, member) = app.with_team(2).await;
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[upstream]\nopenai_base_url = \"{}\"\n",
+        app.database,
+        app.mock.url()
+    );
+    let config =
+        catgate::config::Config::from_toml(&toml, app.dir.path(), &Default::default()).unwrap();
+    let replica = catgate::AppState::start(config).await.unwrap();
+    let refresh = catgate::AppState::spawn_refresh(&replica);
+    assert_eq!(
+        replica.keys.status_counts(),
+        [("active", 2), ("cooling", 0), ("disabled", 0)]
+    );
+    app.mock.on(|r| match r.key().as_str() {
+        "sk-1" => unauthorized("sk-1"),
+        _ => default_reply(r),
+    });
+    assert_eq!(
+        app.post("/v1/chat/completions", &member, chat()).await.0,
+        200
+    );
+    assert_eq!(
+        app.app.keys.status_counts(),
+        [("active", 1), ("cooling", 0), ("disabled", 1)]
+    );
+    // The replica reloads on the change marker (every 100 ms); 10 s is only a bound.
+    let mut counts = replica.keys.status_counts();
+    for _ in 0..100 {
+        if counts[2].1 == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        counts = replica.keys.status_counts();
+    }
+    assert_eq!(counts, [("active", 1), ("cooling", 0), ("disabled", 1)]);
+    refresh.abort();
+    assert_eq!(key(&app, &root, "key1").await["status"], "disabled");
+}
