@@ -132,11 +132,11 @@ fn log_failover(key: &PoolKey, attempt: &Attempt, verdict: &Verdict, request_id:
     match verdict {
         Verdict::Reject(reason) => {
             tracing::warn!(key_id = key.id, key_name = %key.name, status, %request_id,
-                %reason, "upstream refused the key; disabled until a probe succeeds, failing over");
+                %reason, "upstream refused the key; disabled until a probe succeeds");
         }
         Verdict::Cool(rest, _) => {
             tracing::info!(key_id = key.id, key_name = %key.name, status, %request_id,
-                rest_secs = rest.as_secs_f64(), "upstream answered an error; key cooling, failing over");
+                rest_secs = rest.as_secs_f64(), "upstream answered an error; key cooling");
         }
         Verdict::Deliver => {}
     }

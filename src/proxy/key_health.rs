@@ -91,10 +91,7 @@ async fn probe(app: &App, key: &Arc<PoolKey>) -> Duration {
         .as_ref()
         .and_then(|d| d.probe.as_ref())
         .map_or(0, |p| p.interval_secs);
-    let next = Duration::from_secs(last.saturating_mul(2)).clamp(
-        whole_secs(upstream.key_probe_first),
-        whole_secs(upstream.key_probe_max),
-    );
+    let next = next_wait(last, upstream.key_probe_first, upstream.key_probe_max);
     let outcome = send_probe(app, key).await;
     let change = match outcome {
         Ok(()) => None,
@@ -152,7 +149,35 @@ async fn reload(app: &App) {
     }
 }
 
+/// The wait after a failed probe that followed a wait of `last_secs`: double, within
+/// `[first, max]` (max/min, not clamp: no panic whatever the config says).
+fn next_wait(last_secs: u64, first: Duration, max: Duration) -> Duration {
+    Duration::from_secs(last_secs.saturating_mul(2))
+        .max(whole_secs(first))
+        .min(whole_secs(max))
+}
+
 /// Schedules are stored in whole seconds; a sub-second setting (tests) rounds up.
 fn whole_secs(d: Duration) -> Duration {
     Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_back_off_by_doubling_up_to_the_cap() {
+        let (first, max) = (Duration::from_secs(60), Duration::from_secs(3600));
+        let mut waits = vec![60];
+        for _ in 0..7 {
+            let last = *waits.last().unwrap();
+            waits.push(next_wait(last, first, max).as_secs());
+        }
+        assert_eq!(waits, [60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        // Sub-second settings (tests) round up to whole seconds; a stored 0 starts at `first`.
+        let half = Duration::from_millis(500);
+        assert_eq!(next_wait(0, half, half), Duration::from_secs(1));
+        assert_eq!(next_wait(u64::MAX, first, max), max);
+    }
 }
