@@ -75,6 +75,7 @@ fn fixture(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Store {
                 endpoint: String::new(),
                 created_at: String::new(),
                 updated_at: String::new(),
+                disabled: None,
             },
             is_delete: false,
         })

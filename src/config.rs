@@ -41,7 +41,10 @@ pub struct UpstreamConfig {
     pub max_attempts: u32,
     pub cooldown_429: Duration,
     pub cooldown_5xx: Duration,
-    pub cooldown_auth: Duration,
+    /// Wait before the first probe of a key the upstream refused; doubles after each failure.
+    pub key_probe_first: Duration,
+    /// Longest wait between two probes of one key.
+    pub key_probe_max: Duration,
     /// Largest request body accepted on `/v1` (audio uploads are the big ones).
     pub max_request_bytes: usize,
     /// Time a client has to send its whole request body (`/v1` and `/1`).
@@ -138,7 +141,11 @@ struct RawUpstream {
     max_attempts: Option<u32>,
     cooldown_429_secs: Option<f64>,
     cooldown_5xx_secs: Option<f64>,
+    /// No longer used (a refused key is disabled and probed instead of resting); still
+    /// accepted so that configs written for older versions keep starting.
     cooldown_auth_secs: Option<f64>,
+    key_probe_first_secs: Option<f64>,
+    key_probe_max_secs: Option<f64>,
     max_request_bytes: Option<usize>,
     body_read_timeout_secs: Option<f64>,
 }
@@ -300,6 +307,17 @@ fn upstream(raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
             message: "must be between 1 and 16".into(),
         });
     }
+    let key_probe_first = secs("key_probe_first_secs", raw.key_probe_first_secs, 60.0)?;
+    let key_probe_max = secs("key_probe_max_secs", raw.key_probe_max_secs, 3600.0)?;
+    if key_probe_max < key_probe_first {
+        return Err(ConfigError::Invalid {
+            key: "upstream.key_probe_max_secs".into(),
+            message: "must not be less than upstream.key_probe_first_secs".into(),
+        });
+    }
+    if let Some(v) = raw.cooldown_auth_secs {
+        secs("cooldown_auth_secs", Some(v), 0.0)?;
+    }
     Ok(UpstreamConfig {
         openai_base_url,
         azure_api_version: raw
@@ -315,7 +333,8 @@ fn upstream(raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
         max_attempts,
         cooldown_429: secs("cooldown_429_secs", raw.cooldown_429_secs, 30.0)?,
         cooldown_5xx: secs("cooldown_5xx_secs", raw.cooldown_5xx_secs, 10.0)?,
-        cooldown_auth: secs("cooldown_auth_secs", raw.cooldown_auth_secs, 600.0)?,
+        key_probe_first,
+        key_probe_max,
         max_request_bytes: raw.max_request_bytes.unwrap_or(64 * 1024 * 1024),
         body_read_timeout: secs("body_read_timeout_secs", raw.body_read_timeout_secs, 60.0)?,
     })
@@ -451,6 +470,22 @@ mod tests {
     }
 
     #[test]
+    fn probe_schedule_is_validated() {
+        let c = parse("[upstream]\nkey_probe_first_secs = 1\nkey_probe_max_secs = 4").unwrap();
+        assert_eq!(c.upstream.key_probe_first, Duration::from_secs(1));
+        assert_eq!(c.upstream.key_probe_max, Duration::from_secs(4));
+        let e = parse("[upstream]\nkey_probe_first_secs = 10\nkey_probe_max_secs = 5").unwrap_err();
+        assert!(e.to_string().contains("upstream.key_probe_max_secs"), "{e}");
+        let e = parse("[upstream]\nkey_probe_first_secs = 0").unwrap_err();
+        assert!(
+            e.to_string().contains("upstream.key_probe_first_secs"),
+            "{e}"
+        );
+        // Older configs still start.
+        assert!(parse("[upstream]\ncooldown_auth_secs = 600").is_ok());
+    }
+
+    #[test]
     fn env_overrides_win() {
         let env: HashMap<String, String> = [
             ("PORT".to_string(), "9000".to_string()),
@@ -487,7 +522,10 @@ mod tests {
         let d = parse("").unwrap();
         assert_eq!(c.listen, d.listen);
         assert_eq!(c.database, d.database);
-        assert_eq!(c.upstream.cooldown_auth, d.upstream.cooldown_auth);
+        assert_eq!(c.upstream.key_probe_first, d.upstream.key_probe_first);
+        assert_eq!(c.upstream.key_probe_max, d.upstream.key_probe_max);
+        assert_eq!(d.upstream.key_probe_first, Duration::from_secs(60));
+        assert_eq!(d.upstream.key_probe_max, Duration::from_secs(3600));
         assert_eq!(c.upstream.max_request_bytes, d.upstream.max_request_bytes);
         assert_eq!(c.upstream.body_read_timeout, d.upstream.body_read_timeout);
         assert_eq!(d.upstream.body_read_timeout, Duration::from_secs(60));

@@ -82,6 +82,10 @@ pub enum ProxyError {
     NotFound(String),
     #[error("No upstream key can serve this request; ask your admin to add one.")]
     NoUpstreamKey,
+    /// Every key tried was refused by the upstream (or every key that could serve is
+    /// disabled). Never the upstream's own 401: SDKs would show it as the member's bad token.
+    #[error("The upstream rejected catgate's API keys for this request (revoked, unpaid or out of quota). This is not about your token; ask your admin to check the upstream keys.")]
+    UpstreamKeyRejected,
     #[error("The upstream did not answer in time.")]
     UpstreamTimeout,
     #[error("Could not reach the upstream: {0}")]
@@ -103,8 +107,29 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        self.shape().0
+    }
+
     pub fn into_response<B: From<Bytes>>(self) -> Response<B> {
-        let (status, kind, code) = match &self {
+        if let ProxyError::Internal(detail) = &self {
+            tracing::error!(%detail, "proxy request failed");
+        }
+        let (status, kind, code) = self.shape();
+        let mut resp = close_if_timed_out(json_body(
+            status,
+            &openai_error(&self.to_string(), kind, code),
+        ));
+        if let ProxyError::RateLimited { retry_after, .. } = self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        resp
+    }
+
+    /// Status, OpenAI `type` and `code`: the one place each error gets them.
+    fn shape(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
             ProxyError::InvalidApiKey => (
                 StatusCode::UNAUTHORIZED,
                 "invalid_request_error",
@@ -140,6 +165,11 @@ impl ProxyError {
                 "server_error",
                 "no_upstream_key",
             ),
+            ProxyError::UpstreamKeyRejected => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "upstream_key_rejected",
+            ),
             ProxyError::UpstreamTimeout => (
                 StatusCode::GATEWAY_TIMEOUT,
                 "server_error",
@@ -168,24 +198,12 @@ impl ProxyError {
                 "server_error",
                 "limits_unavailable",
             ),
-            ProxyError::Internal(detail) => {
-                tracing::error!(%detail, "proxy request failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    "internal_error",
-                )
-            }
-        };
-        let mut resp = close_if_timed_out(json_body(
-            status,
-            &openai_error(&self.to_string(), kind, code),
-        ));
-        if let ProxyError::RateLimited { retry_after, .. } = self {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            ProxyError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal_error",
+            ),
         }
-        resp
     }
 }
 

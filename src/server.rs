@@ -18,6 +18,7 @@ use crate::state::{App, AppState};
 /// Serves until `shutdown` resolves, then drains. Returns after every usage record is written.
 pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) {
     let refresh = AppState::spawn_refresh(&app);
+    let probes = crate::proxy::key_health::spawn_probes(&app);
     // HTTP/1.1 only: clients reach catgate over plain HTTP (TLS, if any, ends in front of it),
     // where HTTP/2 would need prior knowledge that no OpenAI SDK uses. The h1-only connection
     // is smaller than hyper-util's auto one (no preface sniffing) — ~8 KB less per open stream.
@@ -108,6 +109,7 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     }
     drop(listener);
     refresh.abort();
+    probes.abort();
     tracing::info!("shutting down: waiting for in-flight requests");
     let grace = app.config.shutdown_grace;
     let _ = stop_tx.send(true);

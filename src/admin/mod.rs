@@ -69,6 +69,12 @@ async fn dispatch(app: App, req: Request<Incoming>) -> Result<Response<ResponseB
             keys::add(&app, json_body(&app, body).await?).await
         }
         (Method::DELETE, ["keys", id]) => keys::delete(&app, root(caller)?, parse_id(id)?).await,
+        (Method::POST, ["keys", id, "disable"]) => {
+            keys::disable(&app, root(caller)?, parse_id(id)?).await
+        }
+        (Method::POST, ["keys", id, "enable"]) => {
+            keys::enable(&app, root(caller)?, parse_id(id)?).await
+        }
         (Method::GET, ["usages"]) => usages::all(&app, root(caller)?, &query).await,
         (Method::GET, ["usages", "detail"]) => {
             root(caller)?;
@@ -83,7 +89,8 @@ async fn dispatch(app: App, req: Request<Incoming>) -> Result<Response<ResponseB
             | ["keys", _]
             | ["usages"]
             | ["usages", "detail"],
-        ) => Err(AdminError::MethodNotAllowed),
+        )
+        | (_, ["keys", _, "disable" | "enable"]) => Err(AdminError::MethodNotAllowed),
         _ => Err(AdminError::NotFound("not found".into())),
     }
 }

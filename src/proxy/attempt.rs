@@ -1,8 +1,14 @@
 //! One try of a request on one key: the upstream request built by the key's provider (URL,
 //! credential, whether `include_usage` may be spliced in), the client headers that may go
-//! along, and the answer's head plus, for a 2xx, its first body frame.
+//! along, and the answer's head plus, for a 2xx, its first body frame (for a 429, the start
+//! of its body, which tells an exhausted quota from a rate limit).
+//!
+//! A try that gets no answer logs its one warning line here, where the cause is known; a try
+//! whose answer makes catgate fail over is logged by `failover`.
 
-use bytes::Bytes;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method};
 use http_body::Frame;
 use http_body_util::BodyExt;
@@ -108,7 +114,8 @@ pub(super) async fn attempt(app: &App, key: &PoolKey, out: &Outbound) -> Attempt
     let (name, value) = key.auth_header();
     headers.insert(name, value);
     let Ok(uri) = url.parse::<http::Uri>() else {
-        tracing::warn!(key_id = key.id, key_name = %key.name, "key's endpoint does not form a valid URL");
+        tracing::warn!(key_id = key.id, key_name = %key.name, request_id = %out.request_id,
+            "key's endpoint does not form a valid URL; trying another key");
         return Attempt::Failed(ProxyError::UpstreamUnreachable(
             "invalid upstream URL".into(),
         ));
@@ -125,17 +132,19 @@ pub(super) async fn attempt(app: &App, key: &PoolKey, out: &Outbound) -> Attempt
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
     match tokio::time::timeout(upstream.first_byte_timeout, app.client.request(request)).await {
-        Ok(Ok(resp)) => first_frame(app, key, resp).await,
+        Ok(Ok(resp)) => first_frame(app, key, resp, &out.request_id).await,
         Ok(Err(e)) => {
             // hyper-util's error names neither the URL nor a header, so no secret leaks.
             let cause = std::error::Error::source(&e)
                 .map(ToString::to_string)
                 .unwrap_or_default();
-            tracing::warn!(key_id = key.id, key_name = %key.name, error = %e, %cause, "upstream request failed");
+            tracing::warn!(key_id = key.id, key_name = %key.name, request_id = %out.request_id,
+                error = %e, %cause, "upstream request failed (connect error)");
             Attempt::Failed(ProxyError::UpstreamUnreachable("connection failed".into()))
         }
         Err(_) => {
-            tracing::warn!(key_id = key.id, key_name = %key.name, "upstream sent no response headers in time");
+            tracing::warn!(key_id = key.id, key_name = %key.name, request_id = %out.request_id,
+                "upstream sent no response headers in time (timeout)");
             Attempt::Failed(ProxyError::UpstreamTimeout)
         }
     }
@@ -144,8 +153,17 @@ pub(super) async fn attempt(app: &App, key: &PoolKey, out: &Outbound) -> Attempt
 /// A 2xx head is worth nothing until its body starts: wait for the first body frame, so that
 /// an upstream failing right after its headers still fails over (or ends in a clean 502)
 /// while the client has received nothing.
-async fn first_frame(app: &App, key: &PoolKey, resp: http::Response<Incoming>) -> Attempt {
+async fn first_frame(
+    app: &App,
+    key: &PoolKey,
+    resp: http::Response<Incoming>,
+    request_id: &str,
+) -> Attempt {
     let (parts, mut body) = resp.into_parts();
+    if parts.status == http::StatusCode::TOO_MANY_REQUESTS {
+        let first = read_ahead(&mut body, app.config.upstream.idle_timeout).await;
+        return Attempt::Answer(Upstream { parts, body, first });
+    }
     if !parts.status.is_success() {
         return Attempt::Answer(Upstream {
             parts,
@@ -165,16 +183,39 @@ async fn first_frame(app: &App, key: &PoolKey, resp: http::Response<Incoming>) -
             first: None,
         }),
         Ok(Some(Err(e))) => {
-            tracing::warn!(key_id = key.id, key_name = %key.name, error = %e, "upstream failed after its headers, before its body");
+            tracing::warn!(key_id = key.id, key_name = %key.name, %request_id, error = %e,
+                "upstream failed after its headers, before its body (connect error)");
             Attempt::Failed(ProxyError::UpstreamUnreachable(
                 "the upstream failed before sending its answer".into(),
             ))
         }
         Err(_) => {
-            tracing::warn!(key_id = key.id, key_name = %key.name, "upstream sent headers but no body in time");
+            tracing::warn!(key_id = key.id, key_name = %key.name, %request_id,
+                "upstream sent headers but no body in time (timeout)");
             Attempt::Failed(ProxyError::UpstreamTimeout)
         }
     }
+}
+
+/// How much of a 429's body is read before deciding: OpenAI's error objects are far smaller.
+const READ_AHEAD: usize = 16 * 1024;
+
+/// The start of an error body as one frame (the rest, if any, stays in `body`). An upstream
+/// that stalls here gets a few seconds, not the whole idle timeout: it already said 429.
+async fn read_ahead(body: &mut Incoming, idle: Duration) -> Option<Frame<Bytes>> {
+    let wait = idle.min(Duration::from_secs(5));
+    let mut buf = BytesMut::new();
+    while buf.len() < READ_AHEAD {
+        match tokio::time::timeout(wait, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+            }
+            _ => break,
+        }
+    }
+    (!buf.is_empty()).then(|| Frame::data(buf.freeze()))
 }
 
 /// The upstream body for one attempt: the client's bytes, with `include_usage` spliced in

@@ -1,7 +1,12 @@
 //! Forwarding with failover: pick a key, try it, and retry on the next key while nothing has
-//! reached the client (connect error, timeout before headers, 429, 5xx, 401/403; see
-//! `cooldown.rs` for how long a key then rests). The final answer's status, body and useful
+//! reached the client (connect error, timeout before headers, 429, 5xx, 401/402/403; see
+//! `cooldown.rs` for what becomes of the key). The final answer's status, body and useful
 //! headers go back to the client; exactly one usage record is written whatever happens.
+//!
+//! When the upstream refused every key tried (or every key that could serve is disabled) the
+//! member gets catgate's 502 `upstream_key_rejected`, never the upstream's 401, which SDKs
+//! would present as the member's own bad token. With mixed failures the last answer that was
+//! not a refusal goes back, as it would without key health.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,7 +14,8 @@ use std::time::Instant;
 use http::Response;
 
 use super::attempt::{attempt, Attempt, Outbound};
-use super::cooldown::rest_after;
+use super::cooldown::{judge, Verdict};
+use super::key_health;
 use super::response::respond;
 use crate::body::ResponseBody;
 use crate::error::ProxyError;
@@ -53,6 +59,7 @@ pub async fn send(
         }),
     };
     let mut tried: Vec<i64> = Vec::with_capacity(upstream.max_attempts as usize);
+    // The last answer that was not a refusal of the key: what the client gets.
     let mut last: Option<(Attempt, Arc<PoolKey>)> = None;
     while tried.len() < upstream.max_attempts as usize {
         let Some(key) = app.keys.next_for(eligible, &tried) else {
@@ -64,28 +71,41 @@ pub async fn send(
             r.attempts = tried.len() as u32;
         }
         let attempt = attempt(app, &key, &out).await;
-        match rest_after(upstream, &key, &attempt) {
-            None => {
+        let verdict = judge(upstream, &attempt);
+        if verdict != Verdict::Deliver {
+            log_failover(&key, &attempt, &verdict, &out.request_id);
+        }
+        match verdict {
+            Verdict::Deliver => {
                 app.keys.mark_ok(&key);
                 last = Some((attempt, key));
                 break;
             }
-            Some(rest) => {
-                app.keys.cool_down(&key, rest);
+            Verdict::Cool(rest, why) => {
+                app.keys.cool_down(&key, rest, why);
                 last = Some((attempt, key));
             }
+            Verdict::Reject(reason) => key_health::reject(app, &key, reason).await,
         }
     }
     let Some(mut finished) = in_flight.record.take() else {
         return Err(ProxyError::NoUpstreamKey);
     };
     let Some((attempt, key)) = last else {
-        // No key could serve it: still one record (api.md), with no key and status 503.
-        finished.status = 503;
+        // Still one record (api.md): with the last key tried (none when every key that could
+        // serve is disabled), status 502 when keys were refused, else 503 (no key at all).
+        let error = match tried.is_empty() && !app.keys.has_key_for(eligible) {
+            true => ProxyError::NoUpstreamKey,
+            false => ProxyError::UpstreamKeyRejected,
+        };
+        finished.status = error.status().as_u16();
+        finished.latency_ms = started.elapsed().as_millis() as u64;
         finished.request_body = RequestBody::default();
         app.recorder.record_durable(finished).await;
-        return Err(ProxyError::NoUpstreamKey);
+        return Err(error);
     };
+    // With mixed failures that may be an earlier key than the last one tried.
+    finished.key_id = Some(key.id);
     match attempt {
         Attempt::Failed(e) => {
             finished.status = match e {
@@ -99,6 +119,26 @@ pub async fn send(
             Err(e)
         }
         Attempt::Answer(resp) => Ok(respond(app, resp, finished, &out, started, &key)),
+    }
+}
+
+/// The one line a failed attempt that is answered leaves (attempts without an answer log in
+/// `attempt.rs`, where the cause is known). Never the secret: id and name only.
+fn log_failover(key: &PoolKey, attempt: &Attempt, verdict: &Verdict, request_id: &str) {
+    let Attempt::Answer(answer) = attempt else {
+        return;
+    };
+    let status = answer.parts.status.as_u16();
+    match verdict {
+        Verdict::Reject(reason) => {
+            tracing::warn!(key_id = key.id, key_name = %key.name, status, %request_id,
+                %reason, "upstream refused the key; disabled until a probe succeeds");
+        }
+        Verdict::Cool(rest, _) => {
+            tracing::info!(key_id = key.id, key_name = %key.name, status, %request_id,
+                rest_secs = rest.as_secs_f64(), "upstream answered an error; key cooling");
+        }
+        Verdict::Deliver => {}
     }
 }
 

@@ -8,6 +8,7 @@ pub mod decoded;
 pub mod failover;
 pub mod inbound;
 pub mod json_keep;
+pub mod key_health;
 pub mod metered_body;
 pub mod path;
 pub mod request;

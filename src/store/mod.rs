@@ -21,7 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rust_decimal::Decimal;
 
-use keys::{Key, NewKey, StoredKey};
+use keys::{Disabled, HealthGuard, Key, NewKey, StoredKey};
 use limits::{Admission, Limits, Refusal, Spend};
 use report::{Dimension, ReportRow, Repriced};
 use usage::{UsageRecord, UsageTotal};
@@ -145,6 +145,14 @@ pub trait Backend: Send + Sync {
     async fn delete_key(&self, id: i64) -> Result<(), StoreError>;
     /// Inserts keys keeping their ids (`catgate copy`).
     async fn import_keys(&self, keys: &[StoredKey]) -> Result<usize, StoreError>;
+    /// Takes live key `id` out of rotation (`Some`) or puts it back (`None`) if `guard`
+    /// allows; returns whether a key changed (`false`: no such live key, or the guard held).
+    async fn set_key_health(
+        &self,
+        id: i64,
+        guard: HealthGuard,
+        disabled: Option<&Disabled>,
+    ) -> Result<bool, StoreError>;
 
     /// Inserts all records in one transaction; already-present `request_id`s are skipped (a
     /// replay never charges twice). In the same transaction each new record's cost is added to

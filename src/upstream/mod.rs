@@ -146,17 +146,28 @@ impl Provider {
         secret: &str,
         settings: &Settings<'_>,
     ) -> Option<http::Request<()>> {
-        let uri: http::Uri = self.wire().probe_url(base, settings).parse().ok()?;
-        let (name, value) = self.auth_header(secret)?;
-        let mut request = http::Request::new(());
-        *request.uri_mut() = uri;
-        request.headers_mut().insert(name, value);
-        Some(request)
+        Some(probe_request(
+            self.probe_uri(base, settings)?,
+            self.auth_header(secret)?,
+        ))
+    }
+
+    /// Where the probe of a key whose base URL is `base` goes; `None` if it forms no URL.
+    pub fn probe_uri(self, base: &str, settings: &Settings<'_>) -> Option<http::Uri> {
+        self.wire().probe_url(base, settings).parse().ok()
     }
 
     fn bit(self) -> u8 {
         1 << (self as u8)
     }
+}
+
+/// A bodiless `GET uri` carrying the credential header `auth`.
+pub fn probe_request(uri: http::Uri, auth: (HeaderName, HeaderValue)) -> http::Request<()> {
+    let mut request = http::Request::new(());
+    *request.uri_mut() = uri;
+    request.headers_mut().insert(auth.0, auth.1);
+    request
 }
 
 /// The stored spelling of a provider (`ApiType`, in the store) is converted here so the store

@@ -17,6 +17,9 @@ fn key_json(got: &Value, id: i64, key: &str, name: &str, api_type: &str, endpoin
         "createdAt": got["createdAt"],
         "updatedAt": got["updatedAt"],
         "cooldownSecs": 0,
+        "status": "active",
+        "statusReason": null,
+        "statusUntil": null,
     })
 }
 

@@ -10,6 +10,7 @@ mod body_timeout;
 mod cli;
 mod failover;
 mod helpers;
+mod key_health;
 mod limits;
 mod metering;
 mod ops;

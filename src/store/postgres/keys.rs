@@ -3,11 +3,14 @@
 use tokio_postgres::{Client, Row};
 
 use super::{conflict, sync_sequence};
-use crate::store::keys::{ApiType, Key, NewKey, StoredKey, KEY_NAME_TAKEN};
+use crate::store::keys::{
+    ApiType, Disabled, HealthColumns, HealthGuard, Key, NewKey, StoredKey, KEY_NAME_TAKEN,
+};
 use crate::store::StoreError;
 use crate::timestamp;
 
-const COLUMNS: &str = "id, key, name, api_type, endpoint, created_at, updated_at, is_delete";
+const COLUMNS: &str = "id, key, name, api_type, endpoint, created_at, updated_at, is_delete, \
+    disabled_reason, disabled_at, probe_at, probe_interval_secs";
 
 fn from_row(r: &Row) -> StoredKey {
     let api: String = r.get(3);
@@ -20,9 +23,32 @@ fn from_row(r: &Row) -> StoredKey {
             endpoint: r.get(4),
             created_at: r.get(5),
             updated_at: r.get(6),
+            disabled: HealthColumns(r.get(8), r.get(9), r.get(10), r.get(11)).disabled(),
         },
         is_delete: r.get(7),
     }
+}
+
+/// Sets (or with `None` clears) the health of live key `id` when `guard` allows.
+pub(super) async fn set_key_health(
+    c: &Client,
+    id: i64,
+    guard: HealthGuard,
+    disabled: Option<&Disabled>,
+) -> Result<bool, StoreError> {
+    let only = guard.condition();
+    let HealthColumns(reason, at, probe_at, interval) = HealthColumns::of(disabled);
+    let n = c
+        .execute(
+            &format!(
+                "UPDATE keys SET disabled_reason = $2, disabled_at = $3, probe_at = $4,
+                   probe_interval_secs = $5
+                 WHERE id = $1 AND NOT is_delete {only}"
+            ),
+            &[&id, &reason, &at, &probe_at, &interval],
+        )
+        .await?;
+    Ok(n > 0)
 }
 
 pub(super) async fn all_keys(c: &Client) -> Result<Vec<StoredKey>, StoreError> {
@@ -91,12 +117,17 @@ pub(super) async fn import_keys(c: &mut Client, list: &[StoredKey]) -> Result<us
     let tx = c.transaction().await?;
     for k in list {
         let key = &k.key;
+        let HealthColumns(reason, at, probe_at, interval) =
+            HealthColumns::of(key.disabled.as_ref());
         tx.execute(
-            "INSERT INTO keys (id, key, name, api_type, endpoint, is_delete, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            "INSERT INTO keys (id, key, name, api_type, endpoint, is_delete, created_at, updated_at,
+               disabled_reason, disabled_at, probe_at, probe_interval_secs)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT (id) DO UPDATE SET key = excluded.key, name = excluded.name,
                api_type = excluded.api_type, endpoint = excluded.endpoint,
-               is_delete = excluded.is_delete, updated_at = excluded.updated_at",
+               is_delete = excluded.is_delete, updated_at = excluded.updated_at,
+               disabled_reason = excluded.disabled_reason, disabled_at = excluded.disabled_at,
+               probe_at = excluded.probe_at, probe_interval_secs = excluded.probe_interval_secs",
             &[
                 &key.id,
                 &key.key,
@@ -106,6 +137,10 @@ pub(super) async fn import_keys(c: &mut Client, list: &[StoredKey]) -> Result<us
                 &k.is_delete,
                 &key.created_at,
                 &key.updated_at,
+                &reason,
+                &at,
+                &probe_at,
+                &interval,
             ],
         )
         .await

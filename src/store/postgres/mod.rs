@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-use super::keys::{Key, NewKey, StoredKey};
+use super::keys::{Disabled, HealthGuard, Key, NewKey, StoredKey};
 use super::limits::{Admission, Limits, Refusal, Spend};
 use super::report::{Dimension, ReportRow, Repriced};
 use super::usage::UsageRecord;
@@ -26,7 +26,11 @@ use super::users::User;
 use super::{Backend, PriceFn, StoreError};
 
 /// Migrations in order; `catgate_schema.version` = number applied. Append, never edit.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema_v2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("key_health.sql"),
+];
 
 /// Any fixed number: the advisory lock that serializes migrations across replicas.
 const MIGRATION_LOCK: i64 = 0x0063_6174_6761_7465; // "catgate"
@@ -246,6 +250,15 @@ impl Backend for PgStore {
 
     async fn import_keys(&self, list: &[StoredKey]) -> Result<usize, StoreError> {
         keys::import_keys(&mut *self.client().await?, list).await
+    }
+
+    async fn set_key_health(
+        &self,
+        id: i64,
+        guard: HealthGuard,
+        disabled: Option<&Disabled>,
+    ) -> Result<bool, StoreError> {
+        keys::set_key_health(&*self.client().await?, id, guard, disabled).await
     }
 
     async fn insert_usage(&self, records: &[UsageRecord]) -> Result<usize, StoreError> {

@@ -20,7 +20,7 @@ use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 use rusqlite::{Connection, OpenFlags};
 use rust_decimal::Decimal;
 
-use super::keys::{Key, NewKey, StoredKey};
+use super::keys::{Disabled, HealthGuard, Key, NewKey, StoredKey};
 use super::limits::{Admission, Limits, Refusal, Spend};
 use super::report::{Dimension, ReportRow, Repriced};
 use super::usage::UsageRecord;
@@ -54,6 +54,7 @@ const MIGRATIONS: &[Migration] = &[
         usage::mark_all_rolled_up(tx)
     },
     |tx| Ok(tx.execute_batch(include_str!("schema_v3.sql"))?),
+    |tx| Ok(tx.execute_batch(include_str!("key_health.sql"))?),
 ];
 
 pub(super) struct SqliteStore {
@@ -210,6 +211,17 @@ impl Backend for SqliteStore {
     async fn import_keys(&self, list: &[StoredKey]) -> Result<usize, StoreError> {
         let list = list.to_vec();
         self.run(move |c| keys::import_keys(c, &list)).await
+    }
+
+    async fn set_key_health(
+        &self,
+        id: i64,
+        guard: HealthGuard,
+        disabled: Option<&Disabled>,
+    ) -> Result<bool, StoreError> {
+        let disabled = disabled.cloned();
+        self.run(move |c| keys::set_key_health(c, id, guard, disabled.as_ref()))
+            .await
     }
 
     async fn insert_usage(&self, records: &[UsageRecord]) -> Result<usize, StoreError> {
