@@ -357,3 +357,98 @@ async fn copy_moves_a_sqlite_database_with_identical_reports() {
     // Ids go on after the copied ones.
     assert_eq!(postgres.add_user(&root, "carol").await.0, 4);
 }
+
+/// Budgets and rpm hold across two replicas on one database: each replica admits through the
+/// same rows. 32 requests at once, half on each replica, against a $0.01 monthly budget; every
+/// answer reports 10,000 prompt + 2,000 completion tokens of gpt-4o-mini:
+/// 10000 × 0.15/1M + 2000 × 0.60/1M = $0.0027. The first goes alone; after it, each
+/// reservation is $0.0027, so exactly 4 are admitted ($0.0108, less than one request over)
+/// and 28 get the 429 — the same as on one replica. Then `rpm: 2` allows two requests over
+/// both replicas together, and the third, on either, waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn budgets_and_rpm_hold_across_two_replicas() {
+    let Some(pg) = Cluster::start("limits across replicas") else {
+        return;
+    };
+    let database = fresh_database(&pg.url).await;
+    let a = spawn_app_with(&format!("database = \"{database}\"\n")).await;
+    let b = spawn_app_with(&format!("database = \"{database}\"\n")).await;
+    let (root, alice) = a.with_team(1).await;
+    a.mock.on(|_| {
+        Reply::json(
+            200,
+            chat_completion("gpt-4o-mini", "hello", Some((10_000, 2_000))),
+        )
+    });
+    let (status, _) = a
+        .call(
+            "PUT",
+            "/1/users/2/limits",
+            Some(&root),
+            Some(json!({"monthlyBudget": "0.01"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // B's /1 requests reload its caches: it now knows alice, her limits and the key.
+    let (status, me) = b.get("/1/me", &alice).await;
+    assert_eq!(
+        (status, &me["limits"]["monthlyBudget"]),
+        (200, &json!("0.01"))
+    );
+
+    let chat = |app: &TestApp| {
+        let (http, url, alice) = (
+            app.http.clone(),
+            app.url("/v1/chat/completions"),
+            alice.clone(),
+        );
+        async move {
+            let body = json!({"model": "gpt-4o-mini", "max_tokens": 50,
+                "messages": [{"role": "user", "content": "hi"}]});
+            send(&http, url, &alice, Some(body)).await
+        }
+    };
+    let sends = (0..32).map(|i| chat(if i % 2 == 0 { &a } else { &b }));
+    let answers = futures_util::future::join_all(sends).await;
+    let ok = answers.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(ok, 4, "{answers:?}");
+    let month_resets = {
+        let today = time::OffsetDateTime::now_utc().date();
+        let (y, m) = (today.year(), u8::from(today.month()));
+        match m {
+            12 => format!("{:04}-01-01T00:00:00Z", y + 1),
+            m => format!("{y:04}-{:02}-01T00:00:00Z", m + 1),
+        }
+    };
+    let refused = json!({"error": {"type": "insufficient_quota", "code": "insufficient_quota",
+        "message": format!("Monthly budget of $0.01 reached; resets {month_resets}"),
+        "param": null}});
+    for (status, body) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!((*status, body), (429, &refused));
+    }
+    for app in [&a, &b] {
+        let (_, me) = app.get("/1/me", &alice).await;
+        assert_eq!(me["spend"]["month"], "0.0108");
+    }
+    assert_eq!(a.mock.received().len(), 4);
+
+    let (status, _) = a
+        .call(
+            "PUT",
+            "/1/users/2/limits",
+            Some(&root),
+            Some(json!({"rpm": 2})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = b.get("/1/me", &alice).await;
+    assert_eq!(status, 200);
+    assert_eq!(chat(&a).await.0, 200);
+    assert_eq!(chat(&b).await.0, 200);
+    for app in [&a, &b] {
+        let (status, body) = chat(app).await;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    }
+    assert_eq!(a.mock.received().len(), 6);
+}
