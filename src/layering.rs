@@ -25,6 +25,8 @@ const CHECKED: &[&str] = &[
     "server",
     "cli",
     "connections",
+    "metrics",
+    "access",
 ];
 
 fn edges(src: &Path) -> BTreeMap<String, BTreeSet<String>> {

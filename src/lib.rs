@@ -2,6 +2,7 @@
 //! opencatd admin API. See ARCHITECTURE.md for the map and the invariants.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod base_url;
@@ -13,6 +14,7 @@ pub mod error;
 #[cfg(test)]
 mod layering;
 pub mod metering;
+pub mod metrics;
 pub mod proxy;
 pub mod report;
 pub mod route;
