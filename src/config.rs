@@ -61,6 +61,24 @@ pub struct Config {
     /// Upstream token counts above this (in one answer) are bogus: treated as missing usage.
     pub max_tokens_per_request: u64,
     pub shutdown_grace: Duration,
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: whether `GET /metrics` exists, and the Bearer token it asks for, if any.
+#[derive(Clone, Default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub token: Option<String>,
+}
+
+/// The token stays out of any `{:?}` of the config.
+impl std::fmt::Debug for MetricsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsConfig")
+            .field("enabled", &self.enabled)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +95,8 @@ struct RawConfig {
     pricing: RawPricing,
     #[serde(default)]
     metering: RawMetering,
+    #[serde(default)]
+    metrics: RawMetrics,
     /// The pre-v2 per-1K section: accepted by the parser only to be refused with a clear reason.
     prices: Option<toml::Value>,
 }
@@ -95,6 +115,13 @@ struct RawPricing {
 struct RawMetering {
     max_tokens_per_request: Option<u64>,
     spool_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    enabled: Option<bool>,
+    token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,7 +173,7 @@ impl Config {
     }
 
     /// Parses TOML text; relative `database` paths resolve against `base_dir`; `env` supplies
-    /// `CATGATE_LISTEN`, `PORT` and `CATGATE_DATABASE` overrides.
+    /// `CATGATE_LISTEN`, `PORT`, `CATGATE_DATABASE` and `CATGATE_METRICS_TOKEN` overrides.
     pub fn from_toml(
         text: &str,
         base_dir: &Path,
@@ -207,6 +234,7 @@ impl Config {
             prices: prices(&raw.pricing)?,
             max_tokens_per_request: max_tokens(raw.metering.max_tokens_per_request)?,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(30)),
+            metrics: metrics(raw.metrics, env)?,
         })
     }
 }
@@ -306,6 +334,25 @@ fn prices(raw: &RawPricing) -> Result<PriceTable, ConfigError> {
     Ok(table)
 }
 
+/// `CATGATE_METRICS_TOKEN` wins over `[metrics] token`, so the secret can stay out of the file.
+fn metrics(raw: RawMetrics, env: &HashMap<String, String>) -> Result<MetricsConfig, ConfigError> {
+    let token = env
+        .get("CATGATE_METRICS_TOKEN")
+        .cloned()
+        .or(raw.token)
+        .filter(|t| !t.is_empty());
+    if token.as_deref().is_some_and(|t| t.trim() != t) {
+        return Err(ConfigError::Invalid {
+            key: "metrics.token".into(),
+            message: "must not start or end with whitespace".into(),
+        });
+    }
+    Ok(MetricsConfig {
+        enabled: raw.enabled.unwrap_or(false),
+        token,
+    })
+}
+
 fn max_tokens(v: Option<u64>) -> Result<u64, ConfigError> {
     let v = v.unwrap_or(DEFAULT_MAX_TOKENS);
     if !(1..=crate::store::usage::MAX_PLAUSIBLE_TOKENS).contains(&v) {
@@ -386,6 +433,19 @@ mod tests {
         let c = Config::from_toml("listen = \"127.0.0.1:1\"", Path::new("."), &env).unwrap();
         assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
         assert_eq!(c.database, Database::Sqlite(PathBuf::from("/data/x.db")));
+    }
+
+    #[test]
+    fn metrics_token_from_env_and_hidden_from_debug() {
+        let c = parse("[metrics]\nenabled = true\ntoken = \"s3cret\"").unwrap();
+        assert!(c.metrics.enabled);
+        assert_eq!(c.metrics.token.as_deref(), Some("s3cret"));
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let env = [("CATGATE_METRICS_TOKEN".to_string(), "from-env".to_string())].into();
+        let c = Config::from_toml("[metrics]\ntoken = \"x\"", Path::new("."), &env).unwrap();
+        assert_eq!(c.metrics.token.as_deref(), Some("from-env"));
+        assert!(!c.metrics.enabled);
+        assert!(parse("[metrics]\ntoken = \" x\"").is_err());
     }
 
     #[test]
