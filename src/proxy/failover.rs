@@ -58,12 +58,19 @@ pub async fn send(
         let Some(key) = app.keys.next_for(eligible, &tried) else {
             break;
         };
+        if let Some((failed, _)) = &last {
+            app.metrics.failover(failover_reason(failed));
+        }
         tried.push(key.id);
         if let Some(r) = in_flight.record.as_mut() {
             r.key_id = Some(key.id);
             r.attempts = tried.len() as u32;
         }
+        let sent = Instant::now();
         let attempt = attempt(app, &key, &out).await;
+        if let Attempt::Answer(_) = &attempt {
+            app.metrics.upstream_first_byte(out.route, sent.elapsed());
+        }
         match rest_after(upstream, &key, &attempt) {
             None => {
                 app.keys.mark_ok(&key);
@@ -99,6 +106,20 @@ pub async fn send(
             Err(e)
         }
         Attempt::Answer(resp) => Ok(respond(app, resp, finished, &out, started, &key)),
+    }
+}
+
+/// Why a key's attempt sent the request on to another key, as a metrics label.
+fn failover_reason(failed: &Attempt) -> &'static str {
+    match failed {
+        Attempt::Failed(ProxyError::UpstreamTimeout) => "timeout",
+        Attempt::Failed(_) => "connect",
+        Attempt::Answer(r) => match r.parts.status.as_u16() {
+            429 => "rate_limited",
+            401..=403 => "key_rejected",
+            500..=599 => "server_error",
+            _ => "other",
+        },
     }
 }
 

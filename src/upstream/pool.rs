@@ -173,6 +173,19 @@ impl KeyPool {
     pub fn is_empty(&self) -> bool {
         self.keys.load().is_empty()
     }
+
+    /// Live keys by status (active, cooling, disabled), for `/metrics`. Provisional: cooling =
+    /// resting after a failure; nothing is disabled yet (key health replaces this).
+    pub fn status_counts(&self) -> [(&'static str, u64); 3] {
+        let snapshot = self.keys.load();
+        let now = self.now_ms();
+        let cooling = snapshot
+            .iter()
+            .filter(|k| k.health.cooldown_until_ms.load(Ordering::Relaxed) > now)
+            .count() as u64;
+        let active = snapshot.len() as u64 - cooling;
+        [("active", active), ("cooling", cooling), ("disabled", 0)]
+    }
 }
 
 #[cfg(test)]
