@@ -10,6 +10,7 @@ mod cli;
 mod failover;
 mod helpers;
 mod metering;
+mod metrics;
 mod postgres;
 mod properties;
 mod proxy;
