@@ -75,6 +75,7 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub limits: LimitsConfig,
     pub log_format: LogFormat,
+    pub metrics: MetricsConfig,
 }
 
 /// How log lines are written to stderr (`log_format`, env `CATGATE_LOG_FORMAT`).
@@ -84,6 +85,23 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log collectors.
     Json,
+}
+
+/// `[metrics]`: whether `GET /metrics` exists, and the Bearer token it asks for, if any.
+#[derive(Clone, Default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub token: Option<String>,
+}
+
+/// The token stays out of any `{:?}` of the config.
+impl std::fmt::Debug for MetricsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsConfig")
+            .field("enabled", &self.enabled)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,6 +121,8 @@ struct RawConfig {
     metering: RawMetering,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    metrics: RawMetrics,
     /// The pre-v2 per-1K section: accepted by the parser only to be refused with a clear reason.
     prices: Option<toml::Value>,
 }
@@ -128,6 +148,13 @@ struct RawMetering {
 struct RawLimits {
     default_max_tokens: Option<u64>,
     hold_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    enabled: Option<bool>,
+    token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,7 +210,8 @@ impl Config {
     }
 
     /// Parses TOML text; relative `database` paths resolve against `base_dir`; `env` supplies
-    /// `CATGATE_LISTEN`, `PORT`, `CATGATE_DATABASE` and `CATGATE_LOG_FORMAT` overrides.
+    /// `CATGATE_LISTEN`, `PORT`, `CATGATE_DATABASE`, `CATGATE_LOG_FORMAT` and
+    /// `CATGATE_METRICS_TOKEN` overrides.
     pub fn from_toml(
         text: &str,
         base_dir: &Path,
@@ -246,6 +274,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(30)),
             limits: limits(&raw.limits)?,
             log_format: log_format(raw.log_format, env)?,
+            metrics: metrics(raw.metrics, env)?,
         })
     }
 }
@@ -399,6 +428,25 @@ fn log_format(
     }
 }
 
+/// `CATGATE_METRICS_TOKEN` wins over `[metrics] token`, so the secret can stay out of the file.
+fn metrics(raw: RawMetrics, env: &HashMap<String, String>) -> Result<MetricsConfig, ConfigError> {
+    let token = env
+        .get("CATGATE_METRICS_TOKEN")
+        .cloned()
+        .or(raw.token)
+        .filter(|t| !t.is_empty());
+    if token.as_deref().is_some_and(|t| t.trim() != t) {
+        return Err(ConfigError::Invalid {
+            key: "metrics.token".into(),
+            message: "must not start or end with whitespace".into(),
+        });
+    }
+    Ok(MetricsConfig {
+        enabled: raw.enabled.unwrap_or(false),
+        token,
+    })
+}
+
 fn max_tokens(v: Option<u64>) -> Result<u64, ConfigError> {
     let v = v.unwrap_or(DEFAULT_MAX_TOKENS);
     if !(1..=crate::store::usage::MAX_PLAUSIBLE_TOKENS).contains(&v) {
@@ -513,6 +561,19 @@ mod tests {
             e.contains("`CATGATE_LOG_FORMAT`") && e.contains("JSON"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn metrics_token_from_env_and_hidden_from_debug() {
+        let c = parse("[metrics]\nenabled = true\ntoken = \"s3cret\"").unwrap();
+        assert!(c.metrics.enabled);
+        assert_eq!(c.metrics.token.as_deref(), Some("s3cret"));
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let env = [("CATGATE_METRICS_TOKEN".to_string(), "from-env".to_string())].into();
+        let c = Config::from_toml("[metrics]\ntoken = \"x\"", Path::new("."), &env).unwrap();
+        assert_eq!(c.metrics.token.as_deref(), Some("from-env"));
+        assert!(!c.metrics.enabled);
+        assert!(parse("[metrics]\ntoken = \" x\"").is_err());
     }
 
     #[test]

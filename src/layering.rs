@@ -26,6 +26,8 @@ const CHECKED: &[&str] = &[
     "cli",
     "connections",
     "limits",
+    "metrics",
+    "access",
 ];
 
 fn edges(src: &Path) -> BTreeMap<String, BTreeSet<String>> {

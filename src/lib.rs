@@ -2,6 +2,7 @@
 //! opencatd admin API. See ARCHITECTURE.md for the map and the invariants.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod base_url;
@@ -15,6 +16,7 @@ mod layering;
 pub mod limits;
 pub mod logging;
 pub mod metering;
+pub mod metrics;
 pub mod proxy;
 pub mod report;
 pub mod route;

@@ -31,6 +31,21 @@ impl Route {
         }
     }
 
+    /// The route's name in metrics: a fixed set, whatever paths clients send.
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::ChatCompletions => "chat_completions",
+            Route::Completions => "completions",
+            Route::Embeddings => "embeddings",
+            Route::Responses => "responses",
+            Route::Models => "models",
+            Route::Images => "images",
+            Route::Audio => "audio",
+            Route::Moderations => "moderations",
+            Route::Other => "other",
+        }
+    }
+
     /// Streams that carry usage when `stream_options.include_usage` is set.
     pub fn streams_usage(self) -> bool {
         matches!(self, Route::ChatCompletions | Route::Completions)

@@ -1,16 +1,31 @@
 //! One `match` on the path: `/1/*` to the admin API, `/v1/*` and Azure-style `/openai/*` to
-//! the proxy, `/ui/*` to the embedded dashboard, a health probe, and JSON 404s for everything
-//! else.
+//! the proxy, `/ui/*` to the embedded dashboard, health probes, `/metrics` when enabled, and
+//! JSON 404s for everything else. Every answer carries `x-catgate-request-id`: the proxy's
+//! (= the usage record's id), else a fresh one.
 
-use http::{Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
+use crate::auth::bearer_token;
 use crate::body::{json as json_body, ResponseBody};
+use crate::proxy::REQUEST_ID_HEADER;
 use crate::state::App;
 use crate::{admin, proxy, ui};
 
 pub async fn route(app: App, req: Request<Incoming>) -> Response<ResponseBody> {
+    let mut resp = dispatch(app, req).await;
+    if !resp.headers().contains_key(REQUEST_ID_HEADER) {
+        let id = uuid::Uuid::now_v7().to_string();
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+    }
+    resp
+}
+
+async fn dispatch(app: App, req: Request<Incoming>) -> Response<ResponseBody> {
     let path = req.uri().path();
     if path == "/1" || path.starts_with("/1/") {
         admin::handle(app, req).await
@@ -22,6 +37,8 @@ pub async fn route(app: App, req: Request<Incoming>) -> Response<ResponseBody> {
         json_body(StatusCode::OK, &json!({ "status": "ok" }))
     } else if path == "/readyz" {
         readyz(&app).await
+    } else if path == "/metrics" && app.config.metrics.enabled {
+        metrics(&app, req.method(), req.headers())
     } else {
         json_body(StatusCode::NOT_FOUND, &json!({ "error": "not found" }))
     }
@@ -57,5 +74,49 @@ async fn readyz(app: &App) -> Response<ResponseBody> {
             StatusCode::SERVICE_UNAVAILABLE,
             &json!({ "status": "unavailable", "reason": reason }),
         ),
+    }
+}
+
+/// The Prometheus scrape, behind the configured Bearer token if there is one (compared in
+/// constant time, as member tokens are).
+fn metrics(app: &App, method: &Method, headers: &HeaderMap) -> Response<ResponseBody> {
+    if method != Method::GET && method != Method::HEAD {
+        return json_body(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({ "error": "method not allowed" }),
+        );
+    }
+    if let Some(expected) = &app.config.metrics.token {
+        let given = bearer_token(headers).unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            let mut resp = json_body(
+                StatusCode::UNAUTHORIZED,
+                &json!({ "error": "Unauthorized" }),
+            );
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return resp;
+        }
+    }
+    let health = app.recorder.health();
+    let text = app
+        .metrics
+        .render(&app.keys.status_counts(), health.queued, health.spooled);
+    match text {
+        Ok(text) => {
+            let mut resp = Response::new(ResponseBody::from(bytes::Bytes::from(text)));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            );
+            resp
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render the metrics");
+            json_body(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &json!({ "error": "internal error" }),
+            )
+        }
     }
 }

@@ -7,6 +7,7 @@ use crate::auth::TokenIndex;
 use crate::config::Config;
 use crate::metering::recorder::Recorder;
 use crate::metering::settle::Settler;
+use crate::metrics::Metrics;
 use crate::store::{OpenMode, Store, StoreError};
 use crate::upstream::pool::KeyPool;
 
@@ -27,6 +28,7 @@ pub struct AppState {
     pub keys: KeyPool,
     pub client: crate::upstream::client::UpstreamClient,
     pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
     /// The store's change marker when the caches were last loaded. Held across a reload, so
     /// a periodic refresh that read the tables before an admin change cannot overwrite the
     /// newer snapshot that change installed, and concurrent callers wait for fresh caches.
@@ -47,7 +49,19 @@ impl AppState {
             Arc::new(config.prices.clone()),
             config.max_tokens_per_request,
         );
-        let recorder = Recorder::start(store.clone(), settler, config.spool.clone()).await?;
+        let metrics = Arc::new(Metrics::new(
+            config
+                .prices
+                .models()
+                .chain(config.azure_deployments.keys().map(String::as_str)),
+        ));
+        let recorder = Recorder::start(
+            store.clone(),
+            settler,
+            config.spool.clone(),
+            metrics.clone(),
+        )
+        .await?;
         let state = AppState {
             keys: KeyPool::new(config.upstream.openai_base_url.clone()),
             config: Arc::new(config),
@@ -55,6 +69,7 @@ impl AppState {
             tokens: TokenIndex::new(),
             client,
             recorder,
+            metrics,
             loaded: tokio::sync::Mutex::new(None),
         };
         state.refresh(true).await?;
@@ -99,6 +114,13 @@ impl AppState {
         self.keys.replace(keys);
         *loaded = Some(marker);
         Ok(true)
+    }
+
+    /// The metrics label of a request's or record's model (see [`Metrics::model`]).
+    pub fn model_label(&self, model: Option<&str>) -> crate::metrics::ModelLabel {
+        let prices = &self.config.prices;
+        self.metrics
+            .model(model, |m| prices.lookup(m).map(|(name, _)| name))
     }
 
     /// Picks up changes made by another process within [`REFRESH_EVERY`] for `/v1`, where a

@@ -14,6 +14,7 @@ const SERVE_ENV: &str = "Environment (wins over the config file):
   PORT                shorthand for CATGATE_LISTEN=0.0.0.0:$PORT
   CATGATE_DATABASE    SQLite file or postgres:// URL
   CATGATE_LOG_FORMAT  text or json (config key log_format)
+  CATGATE_METRICS_TOKEN  Bearer token /metrics asks for (config key [metrics] token)
   RUST_LOG            log filter, e.g. info or catgate=debug (default info)
   NO_COLOR            set: no ANSI colours in text logs (there are none unless stderr is a terminal)";
 

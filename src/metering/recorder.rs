@@ -16,6 +16,9 @@
 //! last copy, and counted. `/readyz` reports both. `request_id` is unique and inserts ignore
 //! duplicates, so no replay ever charges twice.
 //!
+//! The writer also writes each record's access log line and counts its tokens and cost in
+//! the metrics as it receives it, so that work stays off the request path.
+//!
 //! The writer never waits on a tokenizer: a record that needs an estimate is settled on the
 //! blocking pool first and reaches the threads already priced.
 
@@ -32,6 +35,7 @@ use tokio::sync::oneshot;
 
 use super::journal::{self, Journal};
 use super::settle::{settle, Finished, Settler};
+use crate::metrics::Metrics;
 use crate::store::usage::UsageRecord;
 use crate::store::{BlockingStore, Store};
 
@@ -100,6 +104,7 @@ struct Inner {
     health: Mutex<Health>,
     journal: PathBuf,
     settler: Arc<Settler>,
+    metrics: Arc<Metrics>,
 }
 
 impl Recorder {
@@ -109,6 +114,7 @@ impl Recorder {
         store: Store,
         settler: Settler,
         journal: PathBuf,
+        metrics: Arc<Metrics>,
     ) -> std::io::Result<Recorder> {
         let (to_writer, writer_rx) = mpsc::channel();
         // The writer thread and the start-up replay wait on the store's async calls from
@@ -133,6 +139,7 @@ impl Recorder {
             health: Mutex::new(Health::default()),
             journal,
             settler: Arc::new(settler),
+            metrics,
         });
         if let Ok(mut h) = inner.health.lock() {
             h.spooled = left as u64;
@@ -408,6 +415,7 @@ impl Writer {
             for msg in pending {
                 match msg {
                     ToWriter::Records { records, journaled } => {
+                        observe(&self.inner, &records);
                         if journaled {
                             batch.extend(records);
                         } else {
@@ -524,6 +532,19 @@ impl Writer {
         if let Ok(mut h) = self.inner.health.lock() {
             h.queued = self.unjournaled.len() as u64;
         }
+    }
+}
+
+/// A settled record's access log line and metrics (each record is handed over once).
+fn observe(inner: &Inner, records: &[UsageRecord]) {
+    let prices = &inner.settler.prices;
+    for r in records {
+        crate::access::settled(r);
+        let model = Some(r.model.as_str()).filter(|m| !m.is_empty());
+        let label = inner
+            .metrics
+            .model(model, |m| prices.lookup(m).map(|(name, _)| name));
+        inner.metrics.settled(r, label);
     }
 }
 

@@ -61,19 +61,32 @@ pub async fn send(
     let mut tried: Vec<i64> = Vec::with_capacity(upstream.max_attempts as usize);
     // The last answer that was not a refusal of the key: what the client gets.
     let mut last: Option<(Attempt, Arc<PoolKey>)> = None;
+    let mut failed: Option<&'static str> = None;
     while tried.len() < upstream.max_attempts as usize {
         let Some(key) = app.keys.next_for(eligible, &tried) else {
             break;
         };
+        // The previous attempt failed and another key is tried: a failover.
+        if let Some(reason) = failed.take() {
+            app.metrics.failover(reason);
+        }
         tried.push(key.id);
         if let Some(r) = in_flight.record.as_mut() {
             r.key_id = Some(key.id);
             r.attempts = tried.len() as u32;
         }
+        let sent = Instant::now();
         let attempt = attempt(app, &key, &out).await;
+        if let Attempt::Answer(_) = &attempt {
+            app.metrics.upstream_first_byte(out.route, sent.elapsed());
+        }
         let verdict = judge(upstream, &attempt);
         if verdict != Verdict::Deliver {
             log_failover(&key, &attempt, &verdict, &out.request_id);
+            failed = Some(match verdict {
+                Verdict::Reject(_) => "key_rejected",
+                _ => failover_reason(&attempt),
+            });
         }
         match verdict {
             Verdict::Deliver => {
@@ -139,6 +152,20 @@ fn log_failover(key: &PoolKey, attempt: &Attempt, verdict: &Verdict, request_id:
                 rest_secs = rest.as_secs_f64(), "upstream answered an error; key cooling");
         }
         Verdict::Deliver => {}
+    }
+}
+
+/// Why a key's attempt sent the request on to another key, as a metrics label.
+fn failover_reason(failed: &Attempt) -> &'static str {
+    match failed {
+        Attempt::Failed(ProxyError::UpstreamTimeout) => "timeout",
+        Attempt::Failed(_) => "connect",
+        Attempt::Answer(r) => match r.parts.status.as_u16() {
+            429 => "rate_limited",
+            401..=403 => "key_rejected",
+            500..=599 => "server_error",
+            _ => "other",
+        },
     }
 }
 

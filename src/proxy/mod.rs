@@ -27,17 +27,40 @@ use crate::upload::{self, ReadError, RequestBody};
 use crate::upstream::ProviderSet;
 
 /// Handles one `/v1` (or Azure-style `/openai/...`) request; errors catgate makes come back in
-/// OpenAI's shape.
+/// OpenAI's shape. Counted in the metrics once, as its head goes out; logged once (see
+/// `access.rs`).
 pub async fn handle(app: App, req: Request<Incoming>) -> Response<ResponseBody> {
     let request_id = uuid::Uuid::now_v7().to_string();
-    let mut resp = match proxy(&app, req, &request_id).await {
+    let started = std::time::Instant::now();
+    // A shared handle on the request's URI bytes (no copy), for the metrics and access line.
+    let uri = req.uri().clone();
+    let mut seen = Seen::default();
+    let mut resp = match proxy(&app, req, &request_id, &mut seen).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     };
     if let Ok(v) = http::HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
+    let status = resp.status().as_u16();
+    let model = seen.model.unwrap_or_else(|| app.model_label(None));
+    let route = seen.route.unwrap_or_else(|| Route::parse(uri.path()));
+    app.metrics.request(route, status, model);
+    if !seen.recorded {
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        crate::access::unrecorded(&request_id, seen.user_id, uri.path(), status, ms);
+    }
     resp
+}
+
+/// What `handle` learns of a request on its way through, for its metrics and access line.
+#[derive(Default)]
+struct Seen {
+    user_id: Option<i64>,
+    route: Option<Route>,
+    model: Option<crate::metrics::ModelLabel>,
+    /// Handed to failover, which writes its usage record (whose settling logs the request).
+    recorded: bool,
 }
 
 /// The response header naming catgate's id for a request (= its usage record's id).
@@ -47,6 +70,7 @@ async fn proxy(
     app: &App,
     req: Request<Incoming>,
     request_id: &str,
+    seen: &mut Seen,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     if !path::is_safe(req.uri().path()) {
         return Err(ProxyError::InvalidPath);
@@ -54,6 +78,7 @@ async fn proxy(
     let caller = bearer_token(req.headers())
         .and_then(|t| app.tokens.lookup(t))
         .ok_or(ProxyError::InvalidApiKey)?;
+    seen.user_id = Some(caller.user_id);
     let target = inbound::target(req.method(), req.uri(), &app.config.azure_deployments)?;
     let (parts, body) = req.into_parts();
     let limit = app.config.upstream.max_request_bytes;
@@ -69,11 +94,13 @@ async fn proxy(
         })?;
     let path = target.path;
     let route = Route::parse(&path);
+    seen.route = Some(route);
     if parts.method == Method::GET && route == Route::Models && !can_list_models(app) {
         return Ok(local_models(app));
     }
     let (mut inspected, splice_at) = inspect(&body).await;
     let add_model = inbound::deployment_model(target.deployment_model, &body, &mut inspected).await;
+    seen.model = Some(app.model_label(inspected.model.as_deref()));
     let inject_usage = inspected.stream
         && route.streams_usage()
         && inspected.include_usage != Some(true)
@@ -107,6 +134,8 @@ async fn proxy(
         inject_usage,
         add_model,
     };
+    // Rejections (limits) go before this line: from here on, a usage record is written.
+    seen.recorded = true;
     let answer = failover::send(app, caller.user_id, out).await;
     Ok(match ticket {
         None => answer?,

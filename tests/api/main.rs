@@ -13,6 +13,7 @@ mod helpers;
 mod key_health;
 mod limits;
 mod metering;
+mod metrics;
 mod ops;
 mod postgres;
 mod properties;
