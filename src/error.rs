@@ -120,9 +120,18 @@ impl ProxyError {
             status,
             &openai_error(&self.to_string(), kind, code),
         ));
-        if let ProxyError::RateLimited { retry_after, .. } = self {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        match self {
+            ProxyError::RateLimited { retry_after, .. } => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            // OpenAI's SDKs retry 429 and 5xx unless told not to; a spent budget or refused
+            // keys will not change within their back-off.
+            ProxyError::QuotaExceeded(_) | ProxyError::UpstreamKeyRejected => {
+                resp.headers_mut()
+                    .insert("x-should-retry", HeaderValue::from_static("false"));
+            }
+            _ => {}
         }
         resp
     }

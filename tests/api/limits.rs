@@ -186,6 +186,8 @@ async fn a_zero_budget_blocks_priced_models_but_never_free_ones() {
     });
     let resp = chat(&app, &member, "gpt-4o-mini").await;
     assert_eq!(resp.status(), 429);
+    // SDKs retry a 429 unless told not to; a spent budget does not come back in seconds.
+    assert_eq!(resp.headers()["x-should-retry"], "false");
     let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
     assert_eq!(
         body,
