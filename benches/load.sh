@@ -22,6 +22,8 @@
 #   BENCH_CATGATE_BIN [target/release/catgate]  another catgate build to measure
 #   BENCH_LOADGEN [auto]       oha or wrk (wrk has no fixed-rate mode: latency rows become n/a)
 #   BENCH_KEEP_TMP [0]         1: keep the temp dir (configs, logs, raw results)
+#   BENCH_MEMBER_LIMITS [""]   JSON for PUT /1/users/:id/limits on the bench member, e.g.
+#                              '{"monthlyBudget":"1000000","rpm":1000000}' (default: no limits)
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -467,7 +469,13 @@ EOF
     PIDS+=("$CATGATE_PID")
     wait_port "$CATGATE_PORT" "$CATGATE_PID" catgate
     ROOT_TOKEN=$(admin POST /1/users/init "" | json_field token)
-    USER_TOKEN=$(admin POST /1/users "$ROOT_TOKEN" '{"name":"bench"}' | json_field token)
+    USER_JSON=$(admin POST /1/users "$ROOT_TOKEN" '{"name":"bench"}')
+    USER_TOKEN=$(json_field token <<<"$USER_JSON")
+    if [[ -n ${BENCH_MEMBER_LIMITS:-} ]]; then
+        admin PUT "/1/users/$(json_field id <<<"$USER_JSON")/limits" "$ROOT_TOKEN" \
+            "$BENCH_MEMBER_LIMITS" >/dev/null
+        log "member limits: $BENCH_MEMBER_LIMITS"
+    fi
     KEY_IDS=$(add_keys "$MOCK_PORT" mock)
     mapfile -t FAST_KEYS <<<"$KEY_IDS"
     log "catgate ready: user 'bench', keys ${FAST_KEYS[*]} -> mock :$MOCK_PORT"
