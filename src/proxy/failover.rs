@@ -171,7 +171,7 @@ fn failover_reason(failed: &Attempt) -> &'static str {
 
 /// The record of a request still waiting for its upstream answer. Dropped with the record
 /// inside (the client went away; hyper cancels the handler), it writes a zero-cost row with
-/// status 499, nginx's "client closed request": the upstream saw the request.
+/// status 499, nginx's "client closed request" (`attempts` says whether an upstream saw it).
 struct InFlight<'a> {
     recorder: &'a Recorder,
     started: Instant,
@@ -180,7 +180,9 @@ struct InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if let Some(mut record) = self.record.take().filter(|r| r.attempts > 0) {
+        // Also before the first attempt: the request passed auth and limits, so it has its one
+        // record (api.md), and that record is what settles its budget reservation.
+        if let Some(mut record) = self.record.take() {
             record.status = 499;
             record.latency_ms = self.started.elapsed().as_millis() as u64;
             record.request_body = RequestBody::default();
