@@ -160,7 +160,11 @@ async fn first_frame(
     request_id: &str,
 ) -> Attempt {
     let (parts, mut body) = resp.into_parts();
-    if parts.status == http::StatusCode::TOO_MANY_REQUESTS {
+    // The error's code tells a spent quota from a rate limit (429), and a model this project
+    // may not use from a refused key (403).
+    if parts.status == http::StatusCode::TOO_MANY_REQUESTS
+        || parts.status == http::StatusCode::FORBIDDEN
+    {
         let first = read_ahead(&mut body, app.config.upstream.idle_timeout).await;
         return Attempt::Answer(Upstream { parts, body, first });
     }
@@ -197,7 +201,7 @@ async fn first_frame(
     }
 }
 
-/// How much of a 429's body is read before deciding: OpenAI's error objects are far smaller.
+/// How much of a 429's or 403's body is read before deciding: OpenAI's error objects are far smaller.
 const READ_AHEAD: usize = 16 * 1024;
 
 /// The start of an error body as one frame (the rest, if any, stays in `body`). An upstream

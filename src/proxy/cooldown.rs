@@ -11,6 +11,7 @@ use http::HeaderMap;
 use super::attempt::{Attempt, Upstream};
 use crate::config::UpstreamConfig;
 use crate::error::ProxyError;
+use crate::route::Route;
 use crate::upstream::pool::Cooling;
 
 /// The longest rest a `retry-after` hint can impose: an absurd hint (a date next year) must
@@ -28,7 +29,12 @@ pub(super) enum Verdict {
     Reject(&'static str),
 }
 
-pub(super) fn judge(upstream: &UpstreamConfig, attempt: &Attempt) -> Verdict {
+/// What one attempt's outcome means for its key. `route` matters for refusals: a 401/403 on a
+/// pass-through route (admin or project endpoints a normal key may lack a scope for) and a 403
+/// `model_not_found` (this project may not use that model) are about the request, not the key,
+/// so they go to the client and the key stays in rotation — otherwise one member's request
+/// could take every key out for the whole team.
+pub(super) fn judge(upstream: &UpstreamConfig, route: Route, attempt: &Attempt) -> Verdict {
     let r = match attempt {
         Attempt::Answer(r) => r,
         Attempt::Failed(ProxyError::UpstreamTimeout) => {
@@ -43,6 +49,8 @@ pub(super) fn judge(upstream: &UpstreamConfig, attempt: &Attempt) -> Verdict {
     let status = r.parts.status.as_u16();
     let hinted = retry_after(&r.parts.headers, SystemTime::now());
     match status {
+        401 | 403 if route == Route::Other => Verdict::Deliver,
+        403 if error_code(r) == Some("model_not_found") => Verdict::Deliver,
         401 => Verdict::Reject("the upstream rejected the key (401)"),
         403 => Verdict::Reject("the upstream refused the key (403)"),
         402 => Verdict::Reject("the upstream wants payment for the key (402)"),
@@ -64,15 +72,27 @@ pub(super) fn judge(upstream: &UpstreamConfig, attempt: &Attempt) -> Verdict {
 /// Whether a 429's body (read ahead by `attempt`) says the quota is gone rather than a rate
 /// limit: OpenAI's `error.code` or `error.type` `insufficient_quota`.
 fn out_of_quota(r: &Upstream) -> bool {
-    let Some(data) = r.first.as_ref().and_then(|f| f.data_ref()) else {
-        return false;
-    };
-    let Ok(body) = serde_json::from_slice::<serde_json::Value>(data) else {
+    let Some(body) = error_body(r) else {
         return false;
     };
     ["code", "type"]
         .iter()
         .any(|field| body["error"][field] == "insufficient_quota")
+}
+
+/// The start of an error answer (read ahead by `attempt` for 403 and 429) as JSON.
+fn error_body(r: &Upstream) -> Option<serde_json::Value> {
+    let data = r.first.as_ref().and_then(|f| f.data_ref())?;
+    serde_json::from_slice(data).ok()
+}
+
+/// OpenAI's `error.code` of an error answer read ahead.
+fn error_code(r: &Upstream) -> Option<&'static str> {
+    let body = error_body(r)?;
+    match body["error"]["code"].as_str()? {
+        "model_not_found" => Some("model_not_found"),
+        _ => None,
+    }
 }
 
 /// `retry-after-ms`, else `retry-after` in seconds or as an HTTP date (RFC 7231: IMF-fixdate,

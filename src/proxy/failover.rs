@@ -80,7 +80,7 @@ pub async fn send(
         if let Attempt::Answer(_) = &attempt {
             app.metrics.upstream_first_byte(out.route, sent.elapsed());
         }
-        let verdict = judge(upstream, &attempt);
+        let verdict = judge(upstream, out.route, &attempt);
         if verdict != Verdict::Deliver {
             log_failover(&key, &attempt, &verdict, &out.request_id);
             failed = Some(match verdict {

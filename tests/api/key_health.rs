@@ -485,3 +485,43 @@ async fn another_replica_on_the_same_database_stops_using_the_key_too() {
     refresh.abort();
     assert_eq!(key(&app, &root, "key1").await["status"], "disabled");
 }
+
+/// Refusals about the request, not the key, go to the member and leave every key in rotation:
+/// a 403 `model_not_found` (the project may not use that model) and a 401 on a pass-through
+/// route (an admin endpoint the key has no scope for). Otherwise one member's request could
+/// take the whole team's keys out.
+#[tokio::test]
+async fn refusals_of_the_request_leave_the_keys_alone() {
+    let app = spawn_app().await;
+    let (root, member) = app.with_team(2).await;
+    let no_model = json!({"error":{"message":"The model `gpt-9` does not exist or you do not have access to it.",
+        "type":"invalid_request_error","param":null,"code":"model_not_found"}});
+    let no_scope = json!({"error":{"message":"You have insufficient permissions for this operation.",
+        "type":"invalid_request_error","param":null,"code":null}});
+    let (m, s) = (no_model.clone(), no_scope.clone());
+    app.mock.on(move |r| match r.path.as_str() {
+        "/v1/chat/completions" => Reply::json(403, m.clone()),
+        _ => Reply::json(401, s.clone()),
+    });
+    let (status, body) = app
+        .post(
+            "/v1/chat/completions",
+            &member,
+            json!({"model": "gpt-9", "messages": []}),
+        )
+        .await;
+    assert_eq!((status, body), (403, no_model));
+    let (status, body) = app.get("/v1/organization/projects", &member).await;
+    assert_eq!((status, body), (401, no_scope));
+    for name in ["key1", "key2"] {
+        assert_eq!(health(&key(&app, &root, name).await), ("active", "<null>"));
+    }
+    // One attempt each: nothing to fail over from.
+    let rows = app.usage_rows(2).await;
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.status, r.attempts))
+            .collect::<Vec<_>>(),
+        [(403, 1), (401, 1)]
+    );
+}
