@@ -397,7 +397,7 @@ fn limits(raw: &RawLimits) -> Result<LimitsConfig, ConfigError> {
             message: "must be between 1 and 1000000000".into(),
         });
     }
-    let hold_secs = raw.hold_secs.unwrap_or(900);
+    let hold_secs = raw.hold_secs.unwrap_or(3600);
     if !(60..=7 * 24 * 3600).contains(&hold_secs) {
         return Err(ConfigError::Invalid {
             key: "limits.hold_secs".into(),

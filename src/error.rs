@@ -99,6 +99,9 @@ pub enum ProxyError {
     /// A member with a budget asked for a model catgate cannot price.
     #[error("{0}")]
     ModelNotPriced(String),
+    /// A member with a budget asked for a costly route catgate does not meter.
+    #[error("{0}")]
+    NotMetered(String),
     /// The database that holds the member's limits did not answer.
     #[error("Your usage limits cannot be checked right now; try again shortly.")]
     LimitsUnavailable,
@@ -201,6 +204,11 @@ impl ProxyError {
                 StatusCode::FORBIDDEN,
                 "invalid_request_error",
                 "model_not_priced",
+            ),
+            ProxyError::NotMetered(_) => (
+                StatusCode::FORBIDDEN,
+                "invalid_request_error",
+                "route_not_metered",
             ),
             ProxyError::LimitsUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -31,7 +31,13 @@ const DB_WAIT: Duration = Duration::from_secs(5);
 /// of the budget (they may settle below their reservation and leave room), and how often it
 /// looks again. After that it gets the budget's 429.
 const BUDGET_QUEUE: Duration = Duration::from_secs(30);
-const BUDGET_POLL: Duration = Duration::from_millis(50);
+/// The first and the longest pause between two looks (doubling): a quick answer is seen at
+/// once, a queue of waiting requests does not keep the database's writer busy.
+const BUDGET_POLL: Duration = Duration::from_millis(25);
+const BUDGET_POLL_MAX: Duration = Duration::from_millis(500);
+/// How long after an abandoned admission its hold is dropped: past any admission still
+/// running on the database (its wait plus the database's own lock timeout).
+const FORGET_AFTER: Duration = Duration::from_secs(12);
 
 /// The current UTC month and day: the keys spend is kept under, and when each resets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,10 +88,12 @@ pub enum WorstCase {
 /// least one byte of text, so this bounds the prompt without running the tokenizer) at the
 /// input price, plus `max_tokens` (else `default_output`) × `n` output tokens at the output
 /// price. Embeddings produce no output tokens.
+#[allow(clippy::too_many_arguments)]
 pub fn worst_case(
     prices: &PriceTable,
     route: Route,
     model: Option<&str>,
+    tier: Option<&str>,
     body_len: u64,
     max_tokens: Option<u64>,
     n: Option<u64>,
@@ -108,7 +116,10 @@ pub fn worst_case(
     };
     let bound = crate::store::usage::MAX_PLAUSIBLE_TOKENS;
     let usage = Usage::plain(body_len.min(bound), output.min(bound));
-    match prices.cost(model, None, &usage) {
+    // The tier asked for (a `priority` request costs more); the standard price at least.
+    let standard = prices.cost(model, None, &usage);
+    let asked = tier.and_then(|t| prices.cost(model, Some(t), &usage));
+    match standard.max(asked) {
         Some(c) if c.is_zero() => WorstCase::Free,
         Some(c) => WorstCase::Cost(c),
         None => WorstCase::Unpriced,
@@ -118,8 +129,10 @@ pub fn worst_case(
 /// What a request needs to know to be admitted.
 pub struct Ask<'a> {
     pub request_id: &'a str,
+    pub method: &'a http::Method,
     pub route: Route,
     pub model: Option<&'a str>,
+    pub service_tier: Option<&'a str>,
     pub body_len: u64,
     pub max_tokens: Option<u64>,
     pub n: Option<u64>,
@@ -138,10 +151,25 @@ pub async fn admit(
     if !limits.any() {
         return Ok(None);
     }
+    // Routes catgate passes through without metering (batches, fine-tuning, realtime
+    // sessions, …) can cost money it never sees: a budget could not hold, so they are closed
+    // to budgeted members except for reading and deleting.
+    let reads = matches!(
+        *ask.method,
+        http::Method::GET | http::Method::HEAD | http::Method::DELETE
+    );
+    if limits.has_budget() && ask.route == Route::Other && !reads {
+        return Err(ProxyError::NotMetered(
+            "catgate does not meter this endpoint, so it cannot be charged to your budget; \
+             ask your admin to remove your budget if you need it."
+                .into(),
+        ));
+    }
     let worst = worst_case(
         prices,
         ask.route,
         ask.model,
+        ask.service_tier,
         ask.body_len,
         ask.max_tokens,
         ask.n,
@@ -160,6 +188,13 @@ pub async fn admit(
         WorstCase::Unpriced => None,
     };
     let queued_until = tokio::time::Instant::now() + BUDGET_QUEUE;
+    let mut pause = BUDGET_POLL;
+    // Armed until the verdict is known: an admission that times out or is abandoned (the
+    // client left) may still commit its hold, which no record would ever settle.
+    let mut abandoned = Abandoned {
+        store: store.clone(),
+        request_id: Some(ask.request_id.to_string()),
+    };
     loop {
         let now = OffsetDateTime::now_utc();
         let periods = Periods::at(now);
@@ -199,15 +234,45 @@ pub async fn admit(
         );
         match verdict {
             None => {
+                // From here the request's record settles its hold.
+                abandoned.request_id = None;
                 return Ok(limits.max_concurrent.map(|_| Ticket {
                     store: store.clone(),
                     request_id: ask.request_id.to_string(),
-                }))
+                }));
             }
             Some(_) if may_clear && tokio::time::Instant::now() < queued_until => {
-                tokio::time::sleep(BUDGET_POLL).await;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(BUDGET_POLL_MAX);
             }
-            Some(refusal) => return Err(refused(refusal, &periods)),
+            Some(refusal) => {
+                abandoned.request_id = None;
+                return Err(refused(refusal, &periods));
+            }
+        }
+    }
+}
+
+/// The hold of an admission that did not end in a verdict, dropped a little later (after any
+/// transaction still running for it).
+struct Abandoned {
+    store: Store,
+    request_id: Option<String>,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        let Some(request_id) = self.request_id.take() else {
+            return;
+        };
+        let store = self.store.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                tokio::time::sleep(FORGET_AFTER).await;
+                if let Err(e) = store.forget_hold(&request_id).await {
+                    tracing::warn!(error = %e, "cannot drop the hold of an abandoned admission");
+                }
+            });
         }
     }
 }
@@ -427,6 +492,7 @@ mod tests {
             &prices,
             Route::ChatCompletions,
             Some("gpt-4o-mini"),
+            None,
             1000,
             Some(100),
             Some(2),
@@ -438,14 +504,34 @@ mod tests {
             &prices,
             Route::ChatCompletions,
             Some("gpt-4o-mini"),
+            None,
             1000,
             None,
             None,
             4096,
         );
         assert_eq!(w, WorstCase::Cost("0.0026076".parse().unwrap()));
+        // Priority tier: 1000 × 0.25/1M + 100 × 1.00/1M = 0.00025 + 0.0001; flex (cheaper,
+        // by multiplier) never lowers the reservation below standard.
+        let tiered = |tier| {
+            worst_case(
+                &prices,
+                Route::ChatCompletions,
+                Some("gpt-4o-mini"),
+                Some(tier),
+                1000,
+                Some(100),
+                None,
+                4096,
+            )
+        };
         assert_eq!(
-            worst_case(&prices, Route::Models, None, 0, None, None, 4096),
+            tiered("priority"),
+            WorstCase::Cost("0.00035".parse().unwrap())
+        );
+        assert_eq!(tiered("flex"), WorstCase::Cost("0.00021".parse().unwrap()));
+        assert_eq!(
+            worst_case(&prices, Route::Models, None, None, 0, None, None, 4096),
             WorstCase::Free
         );
         assert_eq!(
@@ -453,6 +539,7 @@ mod tests {
                 &prices,
                 Route::ChatCompletions,
                 Some("no-such-model"),
+                None,
                 10,
                 None,
                 None,

@@ -112,8 +112,10 @@ async fn proxy(
         caller,
         crate::limits::Ask {
             request_id,
+            method: &parts.method,
             route,
             model: inspected.model.as_deref(),
+            service_tier: inspected.service_tier.as_deref(),
             body_len: body.len(),
             max_tokens: inspected.max_tokens,
             n: inspected.n,

@@ -17,6 +17,8 @@ pub struct Inspected {
     pub max_tokens: Option<u64>,
     /// Choices asked for (`n`); each may produce up to `max_tokens`.
     pub n: Option<u64>,
+    /// The `service_tier` asked for (`priority` costs more).
+    pub service_tier: Option<String>,
 }
 
 /// The output cap among `max_completion_tokens`, `max_tokens`, `max_output_tokens` (in that
@@ -43,6 +45,8 @@ struct Peek<'a> {
     max_output_tokens: Option<serde_json::Value>,
     #[serde(default)]
     n: Option<serde_json::Value>,
+    #[serde(default)]
+    service_tier: Option<serde_json::Value>,
 }
 
 /// Reads `model`, `stream` and `stream_options` from a JSON object body; anything else
@@ -73,6 +77,11 @@ pub fn inspect(body: &[u8]) -> Inspected {
             &peek.max_output_tokens,
         ]),
         n: peek.n.as_ref().and_then(serde_json::Value::as_u64),
+        service_tier: peek
+            .service_tier
+            .as_ref()
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string),
     }
 }
 
@@ -96,6 +105,8 @@ pub fn inspect_reader(reader: impl std::io::Read) -> (Inspected, bool) {
         max_output_tokens: Option<serde_json::Value>,
         #[serde(default)]
         n: Option<serde_json::Value>,
+        #[serde(default)]
+        service_tier: Option<serde_json::Value>,
     }
     fn present_value<'de, D: serde::Deserializer<'de>>(
         d: D,
@@ -120,6 +131,11 @@ pub fn inspect_reader(reader: impl std::io::Read) -> (Inspected, bool) {
             &peek.max_output_tokens,
         ]),
         n: peek.n.as_ref().and_then(serde_json::Value::as_u64),
+        service_tier: peek
+            .service_tier
+            .as_ref()
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string),
     };
     (inspected, peek.stream_options.is_some())
 }

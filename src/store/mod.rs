@@ -134,6 +134,9 @@ pub trait Backend: Send + Sync {
     /// The answer of request `request_id` ended: its concurrency slot is free (its reservation
     /// stays until its record is written).
     async fn release(&self, request_id: &str) -> Result<(), StoreError>;
+    /// Drops the hold of a request that was admitted but will never write a record (its
+    /// admission outlived the wait, or the client left during it).
+    async fn forget_hold(&self, request_id: &str) -> Result<(), StoreError>;
     /// Settled spend of `user_id` in `month` (`YYYY-MM`) and `day` (`YYYY-MM-DD`).
     async fn spend(&self, user_id: i64, month: &str, day: &str) -> Result<Spend, StoreError>;
 

@@ -205,7 +205,15 @@ async fn a_zero_budget_blocks_priced_models_but_never_free_ones() {
     assert_eq!(resp.status(), 403);
     let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
     assert_eq!(body["error"]["code"], "model_not_priced");
-    assert_eq!(app.mock.received().len(), 2);
+    // A costly endpoint catgate does not meter is closed to a budget; reading it is not.
+    let (status, body) = app
+        .post("/v1/batches", &member, json!({"input_file_id": "file-1"}))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "route_not_metered");
+    let (status, _) = app.get("/v1/batches", &member).await;
+    assert_eq!(status, 200);
+    assert_eq!(app.mock.received().len(), 3);
 }
 
 #[tokio::test]

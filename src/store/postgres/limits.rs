@@ -69,8 +69,12 @@ pub(super) async fn admit(c: &mut Client, a: &Admission) -> Result<Option<Refusa
                 Err(refusal) => return Ok(Some(refusal)),
             }
         }
+        // SKIP LOCKED: a usage insert settling one of these rows right now must not wait on
+        // this transaction while it waits on that one (a deadlock).
         tx.execute(
-            "DELETE FROM limit_holds WHERE user_id = $1 AND expires_ms <= $2",
+            "DELETE FROM limit_holds WHERE request_id IN (
+               SELECT request_id FROM limit_holds WHERE user_id = $1 AND expires_ms <= $2
+               FOR UPDATE SKIP LOCKED)",
             &[&a.user_id, &a.now_ms],
         )
         .await?;
@@ -102,6 +106,15 @@ pub(super) async fn admit(c: &mut Client, a: &Admission) -> Result<Option<Refusa
 pub(super) async fn release(c: &Client, request_id: &str) -> Result<(), StoreError> {
     c.execute(
         "UPDATE limit_holds SET open = false WHERE request_id = $1",
+        &[&request_id],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn forget(c: &Client, request_id: &str) -> Result<(), StoreError> {
+    c.execute(
+        "DELETE FROM limit_holds WHERE request_id = $1",
         &[&request_id],
     )
     .await?;
@@ -147,7 +160,9 @@ pub(super) async fn rebuild_spend(
          SELECT user_id, p.period, sum(cost), max(cost) FROM usage,
            LATERAL (VALUES (substr(created_at, 1, 7)), (substr(created_at, 1, 10))) AS p(period)
          WHERE created_at >= $1 AND created_at < $2 AND cost IS NOT NULL
-         GROUP BY 1, 2",
+         GROUP BY 1, 2
+         ON CONFLICT (user_id, period) DO UPDATE
+           SET cost = excluded.cost, max_cost = excluded.max_cost",
         &[&from_month, &to_month],
     )
     .await?;

@@ -228,6 +228,10 @@ impl Backend for PgStore {
         limits::release(&*self.client().await?, request_id).await
     }
 
+    async fn forget_hold(&self, request_id: &str) -> Result<(), StoreError> {
+        limits::forget(&*self.client().await?, request_id).await
+    }
+
     async fn spend(&self, user_id: i64, month: &str, day: &str) -> Result<Spend, StoreError> {
         limits::spend(&*self.client().await?, user_id, month, day).await
     }

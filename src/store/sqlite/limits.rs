@@ -108,6 +108,14 @@ pub(super) fn release(conn: &Connection, request_id: &str) -> Result<(), StoreEr
     Ok(())
 }
 
+pub(super) fn forget(conn: &Connection, request_id: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM limit_holds WHERE request_id = ?1",
+        [request_id],
+    )?;
+    Ok(())
+}
+
 pub(super) fn spend(
     conn: &Connection,
     user_id: i64,

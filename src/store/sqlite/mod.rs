@@ -169,6 +169,11 @@ impl Backend for SqliteStore {
         self.run(move |c| limits::release(c, &id)).await
     }
 
+    async fn forget_hold(&self, request_id: &str) -> Result<(), StoreError> {
+        let id = request_id.to_string();
+        self.run(move |c| limits::forget(c, &id)).await
+    }
+
     async fn spend(&self, user_id: i64, month: &str, day: &str) -> Result<Spend, StoreError> {
         let (month, day) = (month.to_string(), day.to_string());
         self.run(move |c| limits::spend(c, user_id, &month, &day))
