@@ -408,8 +408,19 @@ async fn every_key_refused_is_one_502_record_with_the_last_key() {
     let app = spawn_app().await;
     let (root, member) = app.with_team(2).await;
     app.mock.on(|r| unauthorized(&r.key()));
-    let (status, body) = app.post("/v1/chat/completions", &member, chat()).await;
-    assert_eq!((status, &body), (502, &rejected_body()));
+    let resp = app
+        .http
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&member)
+        .body(chat().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    // SDKs retry a 5xx twice by default; refused keys stay refused for minutes.
+    assert_eq!(resp.headers()["x-should-retry"], "false");
+    let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(body, rejected_body());
     assert!(!body.to_string().contains("sk-"), "{body}");
     let rows = app.usage_rows(1).await;
     assert_eq!(rows.len(), 1);
