@@ -329,11 +329,15 @@ ACCESS = re.compile(r"catgate::access.*?\brequest_id=(\S+).*?\bstatus=(\d+)")
 
 
 def access_lines():
+    """request id -> statuses of its access lines, from a text or a JSON (log_format) log."""
     lines = collections.defaultdict(list)
     with open(LOG_FILE, encoding="utf-8", errors="replace") as f:
         for line in f:
-            m = ACCESS.search(line)
-            if m:
+            if line.startswith("{"):
+                event = json.loads(line)
+                if event.get("target") == "catgate::access":
+                    lines[event["request_id"]].append(int(event["status"]))
+            elif m := ACCESS.search(line):
                 lines[m.group(1)].append(int(m.group(2)))
     return lines
 
