@@ -177,10 +177,13 @@ def assert_spend(user, served):
     assert usages == [want_row], (usages, want_row)
 
 
-def budget_case(name, n, client_of, max_tokens):
+def budget_case(name, n, client_of, max_tokens, shared=False):
+    """n concurrent streams of a new member with a $0.01 budget; `shared`: one client (its
+    connection pool) for all threads, else a client per thread."""
     user = member(name, {"monthlyBudget": "0.01"})
     start = len(sent)
-    results = concurrently(n, lambda: stream_chat(client_of(user["token"]), max_tokens))
+    one = client_of(user["token"]) if shared else None
+    results = concurrently(n, lambda: stream_chat(one or client_of(user["token"]), max_tokens))
     served = results.count("ok")
     refused = [r for r in results if r != "ok"]
     for e in refused:
@@ -195,7 +198,7 @@ def budget_case(name, n, client_of, max_tokens):
 
 
 def budget_20_streams():
-    budget_case("budget", 20, openai_client, COMPLETION)
+    budget_case("budget", 20, openai_client, COMPLETION, shared=True)
 
 
 def budget_20_streams_with_sdk_retries():
