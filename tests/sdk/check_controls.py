@@ -265,9 +265,9 @@ def mock_rejects(keys):
     call("POST", f"{MOCK}/__mock/keys", body={"reject": keys})
 
 
-def expect_key_rejected(client):
+def expect_key_rejected(client, stream=False):
     try:
-        client.chat.completions.create(model="gpt-4o-mini",
+        client.chat.completions.create(model="gpt-4o-mini", stream=stream,
                                        messages=[{"role": "user", "content": "hi"}])
     except openai.AuthenticationError as e:
         raise AssertionError(f"the member sees the upstream's 401 as its own bad token: {e}")
@@ -284,7 +284,7 @@ def key_health():
     assert key_status() == "active"
     mock_rejects(["sk-ctl"])
     try:
-        expect_key_rejected(client)
+        expect_key_rejected(client, stream=True)
         assert key_status() == "disabled", admin("GET", "/1/keys")
         # Disabled: nothing left to serve the member, same answer (no upstream 401 either),
         # and `x-should-retry: false` keeps the SDK's default retries from asking again.
