@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --release --example mock_upstream -- --listen 127.0.0.1:9100 \
-//!     [--chunks 20] [--first-byte-delay-ms 0] [--chunk-interval-ms 0] [--threads 1]
+//!     [--chunks 20] [--stream-completion-tokens N] [--first-byte-delay-ms 0] \
+//!     [--chunk-interval-ms 0] [--threads 1]
 //! ```
 //!
 //! Routes (everything else is a 404 in OpenAI's error shape):
@@ -10,7 +11,8 @@
 //!   with `"stream": true` an SSE stream of `--chunks` `chat.completion.chunk` events, then — if
 //!   `stream_options.include_usage` is true — one usage-only chunk (`"choices":[]`), then
 //!   `data: [DONE]`. Without it, one `chat.completion` with usage {prompt 9, completion 12,
-//!   total 21}. A stream's usage is {prompt 9, completion `--chunks`, total 9 + `--chunks`}.
+//!   total 21}. A stream's usage is {prompt 9, completion `--chunks`, total 9 + `--chunks`}, or
+//!   completion `--stream-completion-tokens` when set (costly answers for budget checks).
 //! - `POST /v1/embeddings` (and the Azure deployment form): a fixed embedding with usage.
 //! - `GET /v1/models`: a small model list.
 //! - `POST /v1/responses`: a Responses API answer for `gpt-5-2025-08-07` with modern usage
@@ -21,6 +23,10 @@
 //!   its usage at the end, for memory tests of big answers.
 //! - `POST /v1/audio/transcriptions`: reads and discards a body of any size, then answers
 //!   `{"text":…}` with the byte count, for memory tests of big uploads.
+//! - `POST /__mock/keys` `{"reject":["sk-…"]}` (from a loopback peer only): from now on, every
+//!   request whose `Authorization: Bearer` or `api-key` is one of those keys gets OpenAI's 401
+//!   `invalid_api_key`, as a revoked key does; `{"reject":[]}` accepts them all again. For the
+//!   key-health checks of tests/sdk.
 //!
 //! Every answer is built once at start-up and served as shared `Bytes`, so a request costs one
 //! small JSON parse plus the HTTP work. Non-stream bodies carry `Content-Length`; a stream is
@@ -28,20 +34,21 @@
 //! `--first-byte-delay-ms` delays the response head of every route. The runtime has
 //! `--threads` workers (default 1) so that the process can be pinned to one core with `taskset`.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Body, Frame, Incoming};
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
@@ -57,7 +64,7 @@ const MAX_REQUEST_BODY: usize = 16 << 20;
 
 const USAGE: &str = "\
 usage: mock_upstream --listen ADDR [--chunks N] [--first-byte-delay-ms MS] \
-[--chunk-interval-ms MS] [--threads N] [--large-mb N]";
+[--chunk-interval-ms MS] [--threads N] [--large-mb N] [--stream-completion-tokens N]";
 
 type MockBody = Either<Full<Bytes>, SseBody>;
 
@@ -70,6 +77,8 @@ struct Args {
     chunk_interval: Duration,
     threads: usize,
     large_mb: usize,
+    /// The completion tokens a stream's usage reports (default: `chunks`).
+    stream_completion_tokens: Option<usize>,
 }
 
 impl Args {
@@ -80,6 +89,7 @@ impl Args {
         let mut chunk_interval_ms = 0;
         let mut threads = 1;
         let mut large_mb = 0;
+        let mut stream_completion_tokens = None;
         while let Some(flag) = argv.next() {
             match flag.as_str() {
                 "-h" | "--help" => return Err(String::new()),
@@ -89,6 +99,9 @@ impl Args {
                 "--chunk-interval-ms" => chunk_interval_ms = flag_value(&flag, argv.next())?,
                 "--threads" => threads = flag_value(&flag, argv.next())?,
                 "--large-mb" => large_mb = flag_value(&flag, argv.next())?,
+                "--stream-completion-tokens" => {
+                    stream_completion_tokens = Some(flag_value(&flag, argv.next())?)
+                }
                 _ => return Err(format!("unknown flag {flag}")),
             }
         }
@@ -102,6 +115,7 @@ impl Args {
             chunk_interval: Duration::from_millis(chunk_interval_ms),
             threads,
             large_mb,
+            stream_completion_tokens,
         })
     }
 }
@@ -128,6 +142,8 @@ struct Mock {
     /// Stream events with `"usage":null` on each chunk and the usage-only chunk before `[DONE]`.
     stream_with_usage: Arc<[Bytes]>,
     request_ids: AtomicU64,
+    /// Keys answered with 401 (`POST /__mock/keys`).
+    rejected: Mutex<HashSet<String>>,
 }
 
 impl Mock {
@@ -173,9 +189,10 @@ impl Mock {
             completion: Bytes::from(completion.to_string()),
             embeddings: Bytes::from(embeddings.to_string()),
             models: Bytes::from(models.to_string()),
-            stream_plain: stream_events(args.chunks, false).into(),
-            stream_with_usage: stream_events(args.chunks, true).into(),
+            stream_plain: stream_events(&args, false).into(),
+            stream_with_usage: stream_events(&args, true).into(),
             request_ids: AtomicU64::new(1),
+            rejected: Mutex::new(HashSet::new()),
             args,
         }
     }
@@ -187,7 +204,9 @@ impl Mock {
 }
 
 /// The SSE events of one streamed chat completion, each ending with its blank line.
-fn stream_events(chunks: usize, include_usage: bool) -> Vec<Bytes> {
+fn stream_events(args: &Args, include_usage: bool) -> Vec<Bytes> {
+    let chunks = args.chunks;
+    let completion_tokens = args.stream_completion_tokens.unwrap_or(chunks);
     let usage_field = include_usage.then_some(serde_json::Value::Null);
     let mut events = Vec::with_capacity(chunks + 2);
     for i in 0..chunks {
@@ -222,7 +241,8 @@ fn stream_events(chunks: usize, include_usage: bool) -> Vec<Bytes> {
             "model": MODEL,
             "system_fingerprint": "fp_mock",
             "choices": [],
-            "usage": {"prompt_tokens": 9, "completion_tokens": chunks, "total_tokens": 9 + chunks}
+            "usage": {"prompt_tokens": 9, "completion_tokens": completion_tokens,
+                "total_tokens": 9 + completion_tokens}
         });
         events.push(Bytes::from(format!("data: {usage}\n\n")));
     }
@@ -302,6 +322,7 @@ enum Route {
     Large,
     Upload,
     Responses,
+    RejectKeys,
     NotFound,
 }
 
@@ -320,13 +341,24 @@ fn route(method: &Method, path: &str) -> Route {
         (&Method::POST, "/v1/large", _) => Route::Large,
         (&Method::POST, "/v1/responses", _) => Route::Responses,
         (&Method::POST, "/v1/audio/transcriptions", _) => Route::Upload,
+        (&Method::POST, "/__mock/keys", _) => Route::RejectKeys,
         _ => Route::NotFound,
     }
 }
 
-async fn handle(mock: Arc<Mock>, req: Request<Incoming>) -> Result<Response<MockBody>, Infallible> {
+async fn handle(
+    mock: Arc<Mock>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<MockBody>, Infallible> {
     let (head, body) = req.into_parts();
     let route = route(&head.method, head.uri.path());
+    if matches!(route, Route::RejectKeys) {
+        return Ok(reject_keys(&mock, peer, body).await);
+    }
+    if mock.rejects(&head.headers) {
+        return Ok(invalid_api_key());
+    }
     let body = match route {
         Route::Chat | Route::Embeddings | Route::Responses => {
             match Limited::new(body, MAX_REQUEST_BODY).collect().await {
@@ -348,7 +380,7 @@ async fn handle(mock: Arc<Mock>, req: Request<Incoming>) -> Result<Response<Mock
             }
             Bytes::from(json!({"text": format!("{bytes} bytes")}).to_string())
         }
-        Route::Models | Route::Large | Route::NotFound => Bytes::new(),
+        Route::Models | Route::Large | Route::RejectKeys | Route::NotFound => Bytes::new(),
     };
     if !mock.args.first_byte_delay.is_zero() {
         tokio::time::sleep(mock.args.first_byte_delay).await;
@@ -360,7 +392,7 @@ async fn handle(mock: Arc<Mock>, req: Request<Incoming>) -> Result<Response<Mock
         Route::Large => json_response(mock.large.clone()),
         Route::Responses => responses(&mock, &body),
         Route::Upload => json_response(body),
-        Route::NotFound => {
+        Route::RejectKeys | Route::NotFound => {
             let message = format!("Unknown request URL: {} {}", head.method, head.uri.path());
             error(StatusCode::NOT_FOUND, &message)
         }
@@ -369,6 +401,64 @@ async fn handle(mock: Arc<Mock>, req: Request<Incoming>) -> Result<Response<Mock
         .headers_mut()
         .insert("x-request-id", mock.request_id());
     Ok(response)
+}
+
+impl Mock {
+    /// Whether the request's key is one `POST /__mock/keys` said to refuse.
+    fn rejects(&self, headers: &HeaderMap) -> bool {
+        let bearer = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let api_key = headers.get("api-key").and_then(|v| v.to_str().ok());
+        let Ok(rejected) = self.rejected.lock() else {
+            return false;
+        };
+        [bearer, api_key]
+            .into_iter()
+            .flatten()
+            .any(|k| rejected.contains(k))
+    }
+}
+
+#[derive(Deserialize)]
+struct RejectKeys {
+    reject: Vec<String>,
+}
+
+/// `POST /__mock/keys`: replaces the set of refused keys. Loopback peers only, so a mock
+/// listening on a wider address cannot be steered from elsewhere.
+async fn reject_keys(mock: &Mock, peer: SocketAddr, body: Incoming) -> Response<MockBody> {
+    if !peer.ip().is_loopback() {
+        return error(
+            StatusCode::FORBIDDEN,
+            "the control route is for loopback peers",
+        );
+    }
+    let parsed = match Limited::new(body, 1 << 16).collect().await {
+        Ok(collected) => serde_json::from_slice::<RejectKeys>(&collected.to_bytes()).ok(),
+        Err(_) => None,
+    };
+    let Some(RejectKeys { reject }) = parsed else {
+        return error(StatusCode::BAD_REQUEST, r#"expected {"reject":["key",…]}"#);
+    };
+    let count = reject.len();
+    match mock.rejected.lock() {
+        Ok(mut rejected) => *rejected = reject.into_iter().collect(),
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "lock poisoned"),
+    }
+    json_response(Bytes::from(json!({"rejecting": count}).to_string()))
+}
+
+/// OpenAI's answer to a revoked or unknown key.
+fn invalid_api_key() -> Response<MockBody> {
+    let body = json!({"error": {
+        "message": "Incorrect API key provided: sk-mock***. You can find your API key at https://platform.openai.com/account/api-keys.",
+        "type": "invalid_request_error", "param": null, "code": "invalid_api_key"
+    }});
+    let mut response = json_response(Bytes::from(body.to_string()));
+    *response.status_mut() = StatusCode::UNAUTHORIZED;
+    response
 }
 
 fn chat(mock: &Mock, body: &[u8]) -> Response<MockBody> {
@@ -497,7 +587,7 @@ async fn serve(mock: Arc<Mock>) -> std::io::Result<()> {
         mock.args.threads
     );
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Typically EMFILE under a connection storm: back off instead of spinning.
@@ -510,7 +600,7 @@ async fn serve(mock: Arc<Mock>) -> std::io::Result<()> {
         let _ = stream.set_nodelay(true);
         let mock = mock.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(mock.clone(), req));
+            let service = hyper::service::service_fn(move |req| handle(mock.clone(), peer, req));
             // Peers resetting or closing mid-response are routine under load; nothing to do.
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

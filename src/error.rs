@@ -65,6 +65,9 @@ impl From<StoreError> for AdminError {
     }
 }
 
+/// The header the OpenAI SDKs read before their own retry rules (`"false"`: do not retry).
+pub const SHOULD_RETRY: &str = "x-should-retry";
+
 /// Errors catgate itself answers on `/v1` (upstream errors pass through verbatim instead).
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -123,20 +126,26 @@ impl ProxyError {
             status,
             &openai_error(&self.to_string(), kind, code),
         ));
-        match self {
-            ProxyError::RateLimited { retry_after, .. } => {
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-            }
-            // OpenAI's SDKs retry 429 and 5xx unless told not to; a spent budget or refused
-            // keys will not change within their back-off.
-            ProxyError::QuotaExceeded(_) | ProxyError::UpstreamKeyRejected => {
-                resp.headers_mut()
-                    .insert("x-should-retry", HeaderValue::from_static("false"));
-            }
-            _ => {}
+        if self.retry_is_futile() {
+            resp.headers_mut()
+                .insert(SHOULD_RETRY, HeaderValue::from_static("false"));
+        }
+        if let ProxyError::RateLimited { retry_after, .. } = self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
         resp
+    }
+
+    /// A 429 or 5xx that the same request cannot escape by retrying within seconds: a used-up
+    /// budget waits for the next period, a refused key for an admin or a probe minutes away.
+    /// The OpenAI SDKs retry 429 and 5xx twice by default; `x-should-retry: false` stops them,
+    /// so the member sees the answer at once and catgate does not serve three requests.
+    fn retry_is_futile(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::QuotaExceeded(_) | ProxyError::UpstreamKeyRejected
+        )
     }
 
     /// Status, OpenAI `type` and `code`: the one place each error gets them.

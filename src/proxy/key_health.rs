@@ -135,11 +135,20 @@ async fn send_probe(app: &App, key: &PoolKey) -> Result<(), String> {
     let request = http::Request::from_parts(parts, UpstreamBody::Bytes(None));
     let limit = app.config.upstream.connect_timeout + PROBE_TIMEOUT;
     match tokio::time::timeout(limit, app.client.request(request)).await {
-        Ok(Ok(resp)) if resp.status().is_success() => Ok(()),
+        Ok(Ok(resp)) if key_accepted(resp.status()) => Ok(()),
         Ok(Ok(resp)) => Err(resp.status().as_u16().to_string()),
         Ok(Err(_)) => Err("connect error".into()),
         Err(_) => Err("timeout".into()),
     }
+}
+
+/// Whether a probe's answer shows that the upstream took the key: a 2xx, or a 4xx that is not
+/// about the credential. An upstream (or gateway, or test double) without the models route
+/// answers 404 only after the key got past authentication, so the key must not stay out of
+/// rotation for that; refusals (401, 402, 403, 407), 429 and 5xx say nothing good about it.
+fn key_accepted(status: http::StatusCode) -> bool {
+    status.is_success()
+        || (status.is_client_error() && !matches!(status.as_u16(), 401 | 402 | 403 | 407 | 429))
 }
 
 /// Reloads the caches so this process sees the write (and the next schedule) now.
@@ -165,6 +174,17 @@ fn whole_secs(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_probe_accepts_the_key_unless_the_answer_is_about_the_key_or_the_upstream_failed() {
+        let accepted = |code: u16| key_accepted(http::StatusCode::from_u16(code).unwrap());
+        for code in [200, 204, 400, 404, 405] {
+            assert!(accepted(code), "{code}");
+        }
+        for code in [301, 401, 402, 403, 407, 429, 500, 502, 503] {
+            assert!(!accepted(code), "{code}");
+        }
+    }
 
     #[test]
     fn probes_back_off_by_doubling_up_to_the_cap() {

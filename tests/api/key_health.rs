@@ -181,6 +181,33 @@ async fn a_revoked_key_is_disabled_the_member_gets_502_and_a_probe_brings_it_bac
 }
 
 #[tokio::test]
+async fn an_upstream_without_the_models_route_gets_its_key_back_too() {
+    // Many OpenAI-compatible upstreams serve chat only: the probe's GET /v1/models is a 404
+    // once the key is accepted, which says the key got past authentication.
+    let app = spawn_app_with(FAST_PROBES).await;
+    let (root, member) = app.with_team(1).await;
+    let accepted = Arc::new(AtomicBool::new(false));
+    let flag = accepted.clone();
+    app.mock.on(move |r| {
+        if !flag.load(Ordering::SeqCst) {
+            unauthorized(&r.key())
+        } else if r.path == "/v1/models" {
+            Reply::json(404, json!({"detail": "Not Found"}))
+        } else {
+            default_reply(r)
+        }
+    });
+    let (status, body) = app.post("/v1/chat/completions", &member, chat()).await;
+    assert_eq!((status, &body), (502, &rejected_body()));
+    assert_eq!(key(&app, &root, "key1").await["status"], "disabled");
+    accepted.store(true, Ordering::SeqCst);
+    wait_status(&app, &root, "key1", "active").await;
+    assert!(hits(&app, "/v1/models", "sk-1") >= 1);
+    let (status, body) = app.post("/v1/chat/completions", &member, chat()).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
 async fn the_disabled_state_survives_a_restart() {
     let mut app = spawn_app().await;
     let (root, member) = app.with_team(1).await;
@@ -408,8 +435,19 @@ async fn every_key_refused_is_one_502_record_with_the_last_key() {
     let app = spawn_app().await;
     let (root, member) = app.with_team(2).await;
     app.mock.on(|r| unauthorized(&r.key()));
-    let (status, body) = app.post("/v1/chat/completions", &member, chat()).await;
-    assert_eq!((status, &body), (502, &rejected_body()));
+    let resp = app
+        .http
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&member)
+        .body(chat().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    // SDKs retry a 5xx twice by default; refused keys stay refused for minutes.
+    assert_eq!(resp.headers()["x-should-retry"], "false");
+    let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(body, rejected_body());
     assert!(!body.to_string().contains("sk-"), "{body}");
     let rows = app.usage_rows(1).await;
     assert_eq!(rows.len(), 1);

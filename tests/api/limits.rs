@@ -186,8 +186,9 @@ async fn a_zero_budget_blocks_priced_models_but_never_free_ones() {
     });
     let resp = chat(&app, &member, "gpt-4o-mini").await;
     assert_eq!(resp.status(), 429);
-    // SDKs retry a 429 unless told not to; a spent budget does not come back in seconds.
+    // The budget will not come back in seconds: the SDKs must not retry (they do on 429).
     assert_eq!(resp.headers()["x-should-retry"], "false");
+    assert!(resp.headers().get("retry-after").is_none());
     let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
     assert_eq!(
         body,
@@ -261,6 +262,8 @@ async fn rpm_answers_429_with_retry_after() {
     assert_eq!(chat(&app, &member, "gpt-4o-mini").await.status(), 200);
     let resp = chat(&app, &member, "gpt-4o-mini").await;
     assert_eq!(resp.status(), 429);
+    // A rate limit passes: SDKs may retry after Retry-After.
+    assert!(resp.headers().get("x-should-retry").is_none());
     // Two at once, then one every 30 s: the third fits 30 s after the first.
     let retry: u64 = resp.headers()["retry-after"]
         .to_str()

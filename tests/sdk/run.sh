@@ -19,7 +19,7 @@ trap cleanup EXIT
 
 cargo build --locked --quiet --bin catgate --example mock_upstream
 python3 -m venv "$work/venv"
-"$work/venv/bin/pip" install --quiet --disable-pip-version-check openai
+"$work/venv/bin/pip" install --quiet --disable-pip-version-check openai prometheus_client
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 mock_port=$(free_port)
@@ -60,6 +60,46 @@ curl -fsS -X POST "$url/1/keys" -H "Authorization: Bearer $root" \
 CATGATE_URL="$url" MEMBER_TOKEN="$member" ROOT_TOKEN="$root" MOCK_CHUNKS="$chunks" \
     AZURE_MEMBER_TOKEN="$azure_member" AZURE_MEMBER_ID="$azure_member_id" \
     "$work/venv/bin/python" tests/sdk/check.py
+
+# Team controls (budgets, rpm, key health, /metrics, request ids) on a catgate and a mock of
+# their own: a fresh database, so the metrics and records count only what check_controls.py sends.
+ctl_mock_port=$(free_port)
+ctl_gate_port=$(free_port)
+mkdir "$work/controls"
+target/debug/examples/mock_upstream --listen "127.0.0.1:$ctl_mock_port" --chunks "$chunks" \
+    --stream-completion-tokens 5000 &
+pids+=($!)
+metrics_token=$(python3 -c 'import uuid; print(uuid.uuid4())')
+cat > "$work/controls/config.toml" <<TOML
+listen = "127.0.0.1:$ctl_gate_port"
+database = "controls.db"
+[upstream]
+openai_base_url = "http://127.0.0.1:$ctl_mock_port"
+key_probe_first_secs = 1
+key_probe_max_secs = 2
+[metrics]
+enabled = true
+token = "$metrics_token"
+TOML
+RUST_LOG=info target/debug/catgate --config "$work/controls/config.toml" \
+    2> "$work/controls/catgate.log" &
+pids+=($!)
+ctl_url="http://127.0.0.1:$ctl_gate_port"
+for _ in $(seq 100); do
+    curl -fsS "$ctl_url/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+ctl_root=$(curl -fsS -X POST "$ctl_url/1/users/init" | json_field token)
+curl -fsS -X POST "$ctl_url/1/keys" -H "Authorization: Bearer $ctl_root" \
+    -d "{\"key\":\"sk-ctl\",\"name\":\"ctl\",\"endpoint\":\"http://127.0.0.1:$ctl_mock_port\"}" >/dev/null
+if ! CATGATE_URL="$ctl_url" ROOT_TOKEN="$ctl_root" MOCK_URL="http://127.0.0.1:$ctl_mock_port" \
+    DB_FILE="$work/controls/controls.db" LOG_FILE="$work/controls/catgate.log" \
+    METRICS_TOKEN="$metrics_token" MOCK_CHUNKS="$chunks" STREAM_COMPLETION_TOKENS=5000 \
+    "$work/venv/bin/python" tests/sdk/check_controls.py; then
+    echo "--- last lines of the controls catgate's log:"
+    tail -n 20 "$work/controls/catgate.log"
+    exit 1
+fi
 
 if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
     echo "!!! SKIPPED: the Node AzureOpenAI check needs node and npm, which this machine lacks !!!"
