@@ -88,37 +88,30 @@ pub enum WorstCase {
 /// least one byte of text, so this bounds the prompt without running the tokenizer) at the
 /// input price, plus `max_tokens` (else `default_output`) × `n` output tokens at the output
 /// price. Embeddings produce no output tokens.
-#[allow(clippy::too_many_arguments)]
-pub fn worst_case(
-    prices: &PriceTable,
-    route: Route,
-    model: Option<&str>,
-    tier: Option<&str>,
-    body_len: u64,
-    max_tokens: Option<u64>,
-    n: Option<u64>,
-    default_output: u64,
-) -> WorstCase {
-    if !route.billable() {
+pub fn worst_case(prices: &PriceTable, ask: &Ask<'_>, default_output: u64) -> WorstCase {
+    if !ask.route.billable() {
         return WorstCase::Free;
     }
-    let Some(model) = model else {
+    let Some(model) = ask.model else {
         return WorstCase::Unpriced;
     };
     if prices.lookup(model).is_none() {
         return WorstCase::Unpriced;
     }
-    let output = match route {
+    let output = match ask.route {
         Route::Embeddings => 0,
-        _ => max_tokens
+        _ => ask
+            .max_tokens
             .unwrap_or(default_output)
-            .saturating_mul(n.unwrap_or(1).max(1)),
+            .saturating_mul(ask.n.unwrap_or(1).max(1)),
     };
     let bound = crate::store::usage::MAX_PLAUSIBLE_TOKENS;
-    let usage = Usage::plain(body_len.min(bound), output.min(bound));
+    let usage = Usage::plain(ask.body_len.min(bound), output.min(bound));
     // The tier asked for (a `priority` request costs more); the standard price at least.
     let standard = prices.cost(model, None, &usage);
-    let asked = tier.and_then(|t| prices.cost(model, Some(t), &usage));
+    let asked = ask
+        .service_tier
+        .and_then(|t| prices.cost(model, Some(t), &usage));
     match standard.max(asked) {
         Some(c) if c.is_zero() => WorstCase::Free,
         Some(c) => WorstCase::Cost(c),
@@ -165,16 +158,7 @@ pub async fn admit(
                 .into(),
         ));
     }
-    let worst = worst_case(
-        prices,
-        ask.route,
-        ask.model,
-        ask.service_tier,
-        ask.body_len,
-        ask.max_tokens,
-        ask.n,
-        config.default_max_tokens,
-    );
+    let worst = worst_case(prices, &ask, config.default_max_tokens);
     let reserve = match worst {
         WorstCase::Free => None,
         WorstCase::Cost(c) => Some(c),
@@ -483,69 +467,55 @@ mod tests {
         assert_eq!(dollars(Decimal::new(5, 3)), "0.005");
     }
 
+    /// A chat request for gpt-4o-mini with a 1000-byte body.
+    fn ask(max_tokens: Option<u64>, n: Option<u64>, tier: Option<&'static str>) -> Ask<'static> {
+        Ask {
+            request_id: "r",
+            method: &http::Method::POST,
+            route: Route::ChatCompletions,
+            model: Some("gpt-4o-mini"),
+            service_tier: tier,
+            body_len: 1000,
+            max_tokens,
+            n,
+        }
+    }
+
     #[test]
     fn worst_case_bounds_prompt_by_bytes_and_output_by_cap() {
         let prices = PriceTable::builtin().unwrap();
+        let cost = |d: &str| WorstCase::Cost(d.parse().unwrap());
         // gpt-4o-mini: $0.15 in, $0.60 out per 1M. 1000 bytes + 100 × 2 choices:
         // 1000 × 0.15/1M + 200 × 0.60/1M = 0.00015 + 0.00012 = 0.00027.
-        let w = worst_case(
-            &prices,
-            Route::ChatCompletions,
-            Some("gpt-4o-mini"),
-            None,
-            1000,
-            Some(100),
-            Some(2),
-            4096,
+        assert_eq!(
+            worst_case(&prices, &ask(Some(100), Some(2), None), 4096),
+            cost("0.00027")
         );
-        assert_eq!(w, WorstCase::Cost("0.00027".parse().unwrap()));
         // No cap: the default 4096 → 0.00015 + 4096 × 0.6/1M = 0.00015 + 0.0024576.
-        let w = worst_case(
-            &prices,
-            Route::ChatCompletions,
-            Some("gpt-4o-mini"),
-            None,
-            1000,
-            None,
-            None,
-            4096,
+        assert_eq!(
+            worst_case(&prices, &ask(None, None, None), 4096),
+            cost("0.0026076")
         );
-        assert_eq!(w, WorstCase::Cost("0.0026076".parse().unwrap()));
         // Priority tier: 1000 × 0.25/1M + 100 × 1.00/1M = 0.00025 + 0.0001; flex (cheaper,
         // by multiplier) never lowers the reservation below standard.
-        let tiered = |tier| {
-            worst_case(
-                &prices,
-                Route::ChatCompletions,
-                Some("gpt-4o-mini"),
-                Some(tier),
-                1000,
-                Some(100),
-                None,
-                4096,
-            )
+        assert_eq!(
+            worst_case(&prices, &ask(Some(100), None, Some("priority")), 4096),
+            cost("0.00035")
+        );
+        assert_eq!(
+            worst_case(&prices, &ask(Some(100), None, Some("flex")), 4096),
+            cost("0.00021")
+        );
+        let models = Ask {
+            route: Route::Models,
+            model: None,
+            ..ask(None, None, None)
         };
-        assert_eq!(
-            tiered("priority"),
-            WorstCase::Cost("0.00035".parse().unwrap())
-        );
-        assert_eq!(tiered("flex"), WorstCase::Cost("0.00021".parse().unwrap()));
-        assert_eq!(
-            worst_case(&prices, Route::Models, None, None, 0, None, None, 4096),
-            WorstCase::Free
-        );
-        assert_eq!(
-            worst_case(
-                &prices,
-                Route::ChatCompletions,
-                Some("no-such-model"),
-                None,
-                10,
-                None,
-                None,
-                4096
-            ),
-            WorstCase::Unpriced
-        );
+        assert_eq!(worst_case(&prices, &models, 4096), WorstCase::Free);
+        let unknown = Ask {
+            model: Some("no-such-model"),
+            ..ask(None, None, None)
+        };
+        assert_eq!(worst_case(&prices, &unknown, 4096), WorstCase::Unpriced);
     }
 }
