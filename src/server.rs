@@ -112,6 +112,7 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     probes.abort();
     tracing::info!("shutting down: waiting for in-flight requests");
     let grace = app.config.shutdown_grace;
+    let draining_since = Instant::now();
     let _ = stop_tx.send(true);
     let drained = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(grace, drained).await.is_ok() {
@@ -125,6 +126,8 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
+    app.drain_detached(grace.saturating_sub(draining_since.elapsed()))
+        .await;
     app.recorder.shutdown().await;
     if let Err(e) = app.store.close().await {
         tracing::warn!(error = %e, "closing the database failed");

@@ -33,6 +33,8 @@ pub struct AppState {
     /// a periodic refresh that read the tables before an admin change cannot overwrite the
     /// newer snapshot that change installed, and concurrent callers wait for fresh caches.
     loaded: tokio::sync::Mutex<Option<i64>>,
+    /// Requests that outlive their client (see `proxy::finish_detached`), drained at shutdown.
+    detached: std::sync::Mutex<tokio::task::JoinSet<()>>,
 }
 
 pub type App = Arc<AppState>;
@@ -71,6 +73,7 @@ impl AppState {
             recorder,
             metrics,
             loaded: tokio::sync::Mutex::new(None),
+            detached: std::sync::Mutex::new(tokio::task::JoinSet::new()),
         };
         state.refresh(true).await?;
         Ok(Arc::new(state))
@@ -121,6 +124,29 @@ impl AppState {
         let prices = &self.config.prices;
         self.metrics
             .model(model, |m| prices.lookup(m).map(|(name, _)| name))
+    }
+
+    /// Runs `task` on its own, so that it goes on when the client's connection (and with it
+    /// the request's handler) is gone; the shutdown drain waits for it.
+    pub fn spawn_detached(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut set = self.detached.lock().unwrap_or_else(|p| p.into_inner());
+        while set.try_join_next().is_some() {}
+        set.spawn(task);
+    }
+
+    /// At shutdown: waits up to `within` for detached requests, then cancels the rest (each
+    /// cancelled one still writes its record, as a request whose client left does).
+    pub async fn drain_detached(&self, within: Duration) {
+        let mut set = std::mem::take(&mut *self.detached.lock().unwrap_or_else(|p| p.into_inner()));
+        let all = async { while set.join_next().await.is_some() {} };
+        if tokio::time::timeout(within, all).await.is_err() {
+            tracing::warn!(
+                left = set.len(),
+                "grace period over; cancelling requests whose clients left"
+            );
+            set.abort_all();
+            while set.join_next().await.is_some() {}
+        }
     }
 
     /// Picks up changes made by another process within [`REFRESH_EVERY`] for `/v1`, where a

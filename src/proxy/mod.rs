@@ -138,10 +138,44 @@ async fn proxy(
     };
     // Rejections (limits) go before this line: from here on, a usage record is written.
     seen.recorded = true;
-    let answer = failover::send(app, caller.user_id, out).await;
+    let answer = match out.inspected.stream {
+        true => failover::send(app, caller.user_id, out).await,
+        false => finish_detached(app, caller.user_id, out).await,
+    };
     Ok(match ticket {
         None => answer?,
         Some(ticket) => ticket.attach(answer.unwrap_or_else(ProxyError::into_response)),
+    })
+}
+
+/// A non-streaming request runs in a task of its own: if its client leaves while the upstream
+/// works, the upstream still finishes and bills the answer, so catgate reads it to its end and
+/// records its real usage instead of a $0 row (which would also let a member slip past a
+/// budget by timing out early). A stream is cut when its client leaves, as the upstream stops
+/// generating too.
+async fn finish_detached(
+    app: &App,
+    user_id: i64,
+    out: attempt::Outbound,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task_app = app.clone();
+    app.spawn_detached(async move {
+        let answer = failover::send(&task_app, user_id, out).await;
+        if let Err(Ok(resp)) = tx.send(answer) {
+            // Nobody to hand it to: read it through, which meters it.
+            let mut body = resp.into_body();
+            while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+                if frame.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    rx.await.unwrap_or_else(|_| {
+        Err(ProxyError::Internal(
+            "the request's task ended early".into(),
+        ))
     })
 }
 

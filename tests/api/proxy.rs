@@ -320,18 +320,56 @@ async fn keys_added_and_deleted_take_effect_immediately() {
     assert_eq!(keys, ["sk-1", "sk-2", "sk-1", "sk-1"]);
 }
 
+/// A client that gives up on a non-streaming answer does not stop the upstream from finishing
+/// (and billing) it: catgate reads the answer through and records its real usage — 9 prompt +
+/// 12 completion tokens of gpt-4o-mini: 9 × 0.15/1M + 12 × 0.60/1M = $0.00000855.
 #[tokio::test]
-async fn client_leaving_before_the_answer_still_leaves_one_audit_row() {
+async fn client_leaving_before_a_plain_answer_is_billed_what_the_upstream_answered() {
     let app = spawn_app().await;
     let (_, member) = app.with_team(1).await;
     app.mock
-        .push(default_reply(&app.mock_req()).with_head_delay(std::time::Duration::from_secs(2)));
+        .push(default_reply(&app.mock_req()).with_head_delay(std::time::Duration::from_secs(1)));
     let call = app
         .http
         .post(app.url("/v1/chat/completions"))
         .bearer_auth(&member)
         .timeout(std::time::Duration::from_millis(300))
         .body(chat("gpt-4o-mini").to_string())
+        .send()
+        .await;
+    assert!(call.is_err(), "the client gave up");
+    let rows = app.usage_rows(1).await;
+    assert_eq!(
+        (rows[0].status, rows[0].attempts, rows[0].total_tokens),
+        (200, 1, 21)
+    );
+    assert_eq!(rows[0].cost.unwrap().to_string(), "0.00000855");
+    assert_eq!(app.mock.received().len(), 1);
+}
+
+/// A stream is cut when its client leaves (the upstream stops generating too): one audit row,
+/// status 499, nothing measured.
+#[tokio::test]
+async fn client_leaving_before_a_stream_starts_leaves_one_audit_row() {
+    let app = spawn_app().await;
+    let (_, member) = app.with_team(1).await;
+    app.mock.push(
+        Reply::sse(
+            &chat_stream("gpt-4o-mini", &["Hi"], Some((9, 1)))
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+        .with_head_delay(std::time::Duration::from_secs(2)),
+    );
+    let mut body = chat("gpt-4o-mini");
+    body["stream"] = json!(true);
+    let call = app
+        .http
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&member)
+        .timeout(std::time::Duration::from_millis(300))
+        .body(body.to_string())
         .send()
         .await;
     assert!(call.is_err(), "the client gave up");
