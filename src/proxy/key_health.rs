@@ -31,7 +31,11 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 /// meanwhile cannot cancel it.
 pub(super) async fn reject(app: &App, key: &Arc<PoolKey>, reason: &'static str) {
     app.keys.disable(key);
-    let first = whole_secs(app.config.upstream.key_probe_first);
+    let upstream = &app.config.upstream;
+    let first = match app.keys.relapsed_after(key) {
+        Some(last) => next_wait(last, upstream.key_probe_first, upstream.key_probe_max),
+        None => whole_secs(upstream.key_probe_first),
+    };
     let now = OffsetDateTime::now_utc();
     let disabled = Disabled {
         reason: reason.to_string(),
@@ -115,6 +119,7 @@ async fn probe(app: &App, key: &Arc<PoolKey>) -> Duration {
         // Another replica or an admin got there first.
         (_, Ok(false)) => {}
         (Ok(()), Ok(true)) => {
+            app.keys.note_restored(key, last);
             tracing::info!(key_id = key.id, key_name = %key.name, "probe succeeded; key back in rotation");
         }
         (Err(why), Ok(true)) => {

@@ -29,6 +29,11 @@ pub struct KeyHealth {
     cooldown_cause: AtomicU16,
     /// Out of rotation: the stored state as of the last reload, or a rejection just seen.
     disabled: AtomicBool,
+    /// When a probe last put the key back (ms since the pool's epoch; 0 = never), and the
+    /// wait that came before that probe: a key refused again soon after (a spent quota still
+    /// answers `GET /v1/models`) keeps doubling its wait instead of starting over.
+    restored_at_ms: AtomicU64,
+    restored_after_secs: AtomicU64,
 }
 
 /// Why a key cools down; shown as the key's `statusReason`.
@@ -221,6 +226,25 @@ impl KeyPool {
         key.health.disabled.store(true, Ordering::Relaxed);
     }
 
+    /// A probe put `key` back after a wait of `after_secs`.
+    pub fn note_restored(&self, key: &PoolKey, after_secs: u64) {
+        key.health
+            .restored_at_ms
+            .store(self.now_ms().max(1), Ordering::Relaxed);
+        key.health
+            .restored_after_secs
+            .store(after_secs, Ordering::Relaxed);
+    }
+
+    /// If `key` is refused again within twice the wait that preceded its last restoring
+    /// probe, that wait (the next one doubles it); else `None` (start the schedule over).
+    pub fn relapsed_after(&self, key: &PoolKey) -> Option<u64> {
+        let at = key.health.restored_at_ms.load(Ordering::Relaxed);
+        let after = key.health.restored_after_secs.load(Ordering::Relaxed);
+        let soon = after.saturating_mul(2).saturating_mul(1000);
+        (at > 0 && self.now_ms().saturating_sub(at) < soon).then_some(after)
+    }
+
     /// Ends any cooldown of key `id` (an admin enabled it).
     pub fn clear_cooldown(&self, id: i64) {
         if let Some(key) = self.keys.load().iter().find(|k| k.id == id) {
@@ -317,6 +341,21 @@ mod tests {
             updated_at: String::new(),
             disabled: None,
         }
+    }
+
+    #[test]
+    fn a_key_refused_soon_after_a_probe_restored_it_keeps_its_wait() {
+        let pool = KeyPool::new("http://up".into());
+        pool.replace(vec![key(1, ApiType::OpenAi), key(2, ApiType::OpenAi)]);
+        let snapshot = pool.keys.load();
+        let (k1, k2) = (&snapshot[0], &snapshot[1]);
+        assert_eq!(pool.relapsed_after(k1), None, "never restored");
+        pool.note_restored(k1, 240);
+        assert_eq!(pool.relapsed_after(k1), Some(240), "refused again at once");
+        assert_eq!(pool.relapsed_after(k2), None);
+        // The note survives a reload, like cooldowns.
+        pool.replace(vec![key(1, ApiType::OpenAi)]);
+        assert_eq!(pool.relapsed_after(&pool.keys.load()[0]), Some(240));
     }
 
     #[test]
