@@ -13,12 +13,14 @@ ENV CARGO_PROFILE_RELEASE_STRIP=symbols
 
 # Dependencies only, with stub sources: this layer is rebuilt when Cargo.toml or Cargo.lock
 # change, not on every source edit. The [[bench]] targets must exist for cargo to load the
-# manifest, so they get stubs too (they stay: the image never builds them).
+# manifest, so each one Cargo.toml names gets a stub (they stay: the image never builds them).
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && for b in metering recorder reports; do echo 'fn main() {}' > "benches/$b.rs"; done \
+    && for b in $(grep -A1 '^\[\[bench\]\]' Cargo.toml | sed -n 's/^name = "\(.*\)"$/\1/p'); do \
+           echo 'fn main() {}' > "benches/$b.rs"; \
+       done \
     && cargo build --release --locked --bin catgate
 
 # The real sources (and what they embed: built-in prices, the dashboard). COPY keeps the
