@@ -175,20 +175,15 @@ pub(super) fn settle(
         }
     }
     if !added.is_empty() {
+        // One statement per user and period; the sums stay exact decimal text.
         let mut write = tx.prepare_cached(
             "INSERT INTO spend (user_id, period, cost, max_cost) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(user_id, period) DO UPDATE SET cost = excluded.cost,
-               max_cost = excluded.max_cost",
+             ON CONFLICT(user_id, period) DO UPDATE
+               SET cost = decimal_add(cost, excluded.cost),
+                   max_cost = decimal_max(max_cost, excluded.max_cost)",
         )?;
         for ((user_id, period), (sum, max)) in added {
-            let (old, old_max) = spend_row(tx, user_id, period)?;
-            let max = old_max.map_or(max, |m| m.max(max));
-            write.execute(params![
-                user_id,
-                period,
-                old.saturating_add(sum).to_string(),
-                max.to_string()
-            ])?;
+            write.execute(params![user_id, period, sum.to_string(), max.to_string()])?;
         }
     }
     // Cheap when no member has limits: one indexed probe per record on an empty table.

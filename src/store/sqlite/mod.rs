@@ -327,6 +327,19 @@ fn register_functions(c: &rusqlite::Connection) -> rusqlite::Result<()> {
         Ok(decimal_arg(ctx, 0)
             .saturating_add(decimal_arg(ctx, 1))
             .to_string())
+    })?;
+    // The larger of two decimals; NULL (unknown) only when both are.
+    c.create_scalar_function("decimal_max", 2, flags, |ctx| {
+        let arg = |i| -> Option<Decimal> {
+            ctx.get::<Option<String>>(i)
+                .ok()
+                .flatten()
+                .and_then(|t| t.parse().ok())
+        };
+        Ok(match (arg(0), arg(1)) {
+            (Some(a), Some(b)) => Some(a.max(b).to_string()),
+            (a, b) => a.or(b).map(|d| d.to_string()),
+        })
     })
 }
 
