@@ -29,13 +29,16 @@ fn output_cap(fields: [&Option<serde_json::Value>; 3]) -> Option<u64> {
         .find_map(|v| v.as_ref().and_then(serde_json::Value::as_u64))
 }
 
+/// The fields [`Inspected`] is made of, as the client sent them. One shape for bodies in
+/// memory and bodies read from their file; everything else in the body is skipped unkept.
 #[derive(Deserialize)]
-struct Peek<'a> {
-    #[serde(borrow, default)]
-    model: Option<std::borrow::Cow<'a, str>>,
+struct Peek {
+    #[serde(default)]
+    model: Option<String>,
     #[serde(default)]
     stream: Option<serde_json::Value>,
-    #[serde(default)]
+    /// `Some` whenever the key is there, `null` included (the splice needs to know).
+    #[serde(default, deserialize_with = "present_value")]
     stream_options: Option<serde_json::Value>,
     #[serde(default)]
     max_tokens: Option<serde_json::Value>,
@@ -49,95 +52,59 @@ struct Peek<'a> {
     service_tier: Option<serde_json::Value>,
 }
 
-/// Reads `model`, `stream` and `stream_options` from a JSON object body; anything else
-/// (multipart, empty, malformed) yields the defaults and is forwarded untouched.
-pub fn inspect(body: &[u8]) -> Inspected {
-    let starts_object = body
-        .iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|b| *b == b'{');
-    if !starts_object {
-        return Inspected::default();
-    }
-    let Ok(peek) = serde_json::from_slice::<Peek<'_>>(body) else {
-        return Inspected::default();
-    };
-    let include_usage = peek
-        .stream_options
-        .as_ref()
-        .and_then(|o| o.get("include_usage"))
-        .and_then(serde_json::Value::as_bool);
-    Inspected {
-        model: peek.model.map(|m| m.into_owned()).filter(|m| !m.is_empty()),
-        stream: matches!(peek.stream, Some(serde_json::Value::Bool(true))),
-        include_usage,
-        max_tokens: output_cap([
-            &peek.max_completion_tokens,
-            &peek.max_tokens,
-            &peek.max_output_tokens,
-        ]),
-        n: peek.n.as_ref().and_then(serde_json::Value::as_u64),
-        service_tier: peek
-            .service_tier
+fn present_value<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+impl Peek {
+    /// What the proxy keeps, and whether the body has a `stream_options` key.
+    fn into_inspected(self) -> (Inspected, bool) {
+        let include_usage = self
+            .stream_options
             .as_ref()
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_string),
+            .and_then(|o| o.get("include_usage"))
+            .and_then(serde_json::Value::as_bool);
+        let inspected = Inspected {
+            model: self.model.filter(|m| !m.is_empty()),
+            stream: matches!(self.stream, Some(serde_json::Value::Bool(true))),
+            include_usage,
+            max_tokens: output_cap([
+                &self.max_completion_tokens,
+                &self.max_tokens,
+                &self.max_output_tokens,
+            ]),
+            n: self.n.as_ref().and_then(serde_json::Value::as_u64),
+            service_tier: self
+                .service_tier
+                .as_ref()
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string),
+        };
+        (inspected, self.stream_options.is_some())
     }
 }
 
-/// [`inspect`] for a body too large to hold in memory, parsed as it is read (everything but
-/// the three fields is skipped without being kept). Also says whether the body has a
-/// `stream_options` key (the splice for such bodies only handles its absence).
+/// Reads the fields of [`Inspected`] from a JSON object body; anything else (multipart,
+/// empty, malformed) yields the defaults and is forwarded untouched.
+pub fn inspect(body: &[u8]) -> Inspected {
+    if !starts_object(body) {
+        return Inspected::default();
+    }
+    match serde_json::from_slice::<Peek>(body) {
+        Ok(peek) => peek.into_inspected().0,
+        Err(_) => Inspected::default(),
+    }
+}
+
+/// [`inspect`] for a body too large to hold in memory, parsed as it is read. Also says whether
+/// the body has a `stream_options` key (the splice for such bodies only handles its absence).
 pub fn inspect_reader(reader: impl std::io::Read) -> (Inspected, bool) {
-    #[derive(Deserialize)]
-    struct PeekOwned {
-        #[serde(default)]
-        model: Option<String>,
-        #[serde(default)]
-        stream: Option<serde_json::Value>,
-        #[serde(default, deserialize_with = "present_value")]
-        stream_options: Option<serde_json::Value>,
-        #[serde(default)]
-        max_tokens: Option<serde_json::Value>,
-        #[serde(default)]
-        max_completion_tokens: Option<serde_json::Value>,
-        #[serde(default)]
-        max_output_tokens: Option<serde_json::Value>,
-        #[serde(default)]
-        n: Option<serde_json::Value>,
-        #[serde(default)]
-        service_tier: Option<serde_json::Value>,
+    match serde_json::from_reader::<_, Peek>(reader) {
+        Ok(peek) => peek.into_inspected(),
+        Err(_) => (Inspected::default(), false),
     }
-    fn present_value<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<serde_json::Value>, D::Error> {
-        serde_json::Value::deserialize(d).map(Some)
-    }
-    let Ok(peek) = serde_json::from_reader::<_, PeekOwned>(reader) else {
-        return (Inspected::default(), false);
-    };
-    let include_usage = peek
-        .stream_options
-        .as_ref()
-        .and_then(|o| o.get("include_usage"))
-        .and_then(serde_json::Value::as_bool);
-    let inspected = Inspected {
-        model: peek.model.filter(|m| !m.is_empty()),
-        stream: matches!(peek.stream, Some(serde_json::Value::Bool(true))),
-        include_usage,
-        max_tokens: output_cap([
-            &peek.max_completion_tokens,
-            &peek.max_tokens,
-            &peek.max_output_tokens,
-        ]),
-        n: peek.n.as_ref().and_then(serde_json::Value::as_u64),
-        service_tier: peek
-            .service_tier
-            .as_ref()
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_string),
-    };
-    (inspected, peek.stream_options.is_some())
 }
 
 /// The body with `stream_options.include_usage = true`, every other byte as sent. Without a
