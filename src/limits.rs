@@ -51,14 +51,7 @@ pub struct Periods {
 impl Periods {
     pub fn at(now: OffsetDateTime) -> Periods {
         let today = now.date();
-        let first = today.replace_day(1).unwrap_or(today);
-        let next_month = match first.month() {
-            time::Month::December => {
-                Date::from_calendar_date(first.year() + 1, time::Month::January, 1)
-            }
-            m => Date::from_calendar_date(first.year(), m.next(), 1),
-        }
-        .unwrap_or(first);
+        let (_, next_month) = crate::timestamp::month_bounds(today);
         let tomorrow = today.next_day().unwrap_or(today);
         let ymd = |d: Date| format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day());
         Periods {

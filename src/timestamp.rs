@@ -64,8 +64,12 @@ pub fn day_start(day: Date) -> String {
 
 /// The first day of the current UTC month and the first day of the next one.
 pub fn current_month() -> (Date, Date) {
-    let today = OffsetDateTime::now_utc().date();
-    let first = today.replace_day(1).unwrap_or(today);
+    month_bounds(OffsetDateTime::now_utc().date())
+}
+
+/// The first day of `day`'s month and the first day of the next one.
+pub fn month_bounds(day: Date) -> (Date, Date) {
+    let first = day.replace_day(1).unwrap_or(day);
     let next = match first.month() {
         time::Month::December => {
             Date::from_calendar_date(first.year() + 1, time::Month::January, 1)
