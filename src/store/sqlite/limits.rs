@@ -53,22 +53,15 @@ pub(super) fn admit(conn: &mut Connection, a: &Admission) -> Result<Option<Refus
     }
     let mut amount = Decimal::ZERO;
     if let (Some(estimate), true) = (a.reserve, l.has_budget()) {
-        let spend = spend_in(&tx, a.user_id, &a.month, &a.day)?;
-        let (mut held_month, mut held_day) = (Decimal::ZERO, Decimal::ZERO);
-        let mut stmt = tx.prepare_cached(
-            "SELECT amount, day FROM limit_holds WHERE user_id = ?1 AND month = ?2",
+        let spend = spend(&tx, a.user_id, &a.month, &a.day)?;
+        // Reserved by this month's holds, and by today's among them (exact decimal sums).
+        let (held_month, held_day): (String, String) = tx.query_row(
+            "SELECT decimal_sum(amount), decimal_sum(CASE WHEN day = ?3 THEN amount END)
+             FROM limit_holds WHERE user_id = ?1 AND month = ?2",
+            params![a.user_id, a.month, a.day],
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let rows = stmt.query_map(params![a.user_id, a.month], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        for row in rows {
-            let (held, day) = row?;
-            let held = decimal(Some(held));
-            held_month = held_month.saturating_add(held);
-            if day == a.day {
-                held_day = held_day.saturating_add(held);
-            }
-        }
+        let (held_month, held_day) = (decimal(Some(held_month)), decimal(Some(held_day)));
         match reservation(l, spend, held_month, held_day, estimate) {
             Ok(r) => amount = r,
             Err(refusal) => return Ok(Some(refusal)),
@@ -116,15 +109,6 @@ pub(super) fn forget(conn: &Connection, request_id: &str) -> Result<(), StoreErr
     Ok(())
 }
 
-pub(super) fn spend(
-    conn: &Connection,
-    user_id: i64,
-    month: &str,
-    day: &str,
-) -> Result<Spend, StoreError> {
-    spend_in(conn, user_id, month, day)
-}
-
 /// A spend row: (cost, costliest record).
 fn spend_row(
     conn: &Connection,
@@ -142,7 +126,13 @@ fn spend_row(
     })
 }
 
-fn spend_in(conn: &Connection, user_id: i64, month: &str, day: &str) -> Result<Spend, StoreError> {
+/// Settled spend of a member in `month` and `day` (also inside an admission's transaction).
+pub(super) fn spend(
+    conn: &Connection,
+    user_id: i64,
+    month: &str,
+    day: &str,
+) -> Result<Spend, StoreError> {
     let (month, month_max) = spend_row(conn, user_id, month)?;
     let (day, _) = spend_row(conn, user_id, day)?;
     Ok(Spend {
