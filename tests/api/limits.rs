@@ -9,25 +9,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-/// The current UTC month and day, and when each resets, as api.md prints them.
-fn periods() -> (String, String, String, String) {
-    let now = time::OffsetDateTime::now_utc();
-    let today = now.date();
-    let ymd = |d: time::Date| format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day());
-    let (y, m) = (today.year(), u8::from(today.month()));
-    let next_month = if m == 12 {
-        format!("{:04}-01-01", y + 1)
-    } else {
-        format!("{y:04}-{:02}-01", m + 1)
-    };
-    (
-        ymd(today)[..7].to_string(),
-        ymd(today),
-        format!("{next_month}T00:00:00Z"),
-        format!("{}T00:00:00Z", ymd(today.next_day().unwrap())),
-    )
-}
-
 async fn set_limits(app: &TestApp, root: &str, id: i64, limits: Value) -> (u16, Value) {
     app.call(
         "PUT",

@@ -412,14 +412,7 @@ async fn budgets_and_rpm_hold_across_two_replicas() {
     let answers = futures_util::future::join_all(sends).await;
     let ok = answers.iter().filter(|(s, _)| *s == 200).count();
     assert_eq!(ok, 4, "{answers:?}");
-    let month_resets = {
-        let today = time::OffsetDateTime::now_utc().date();
-        let (y, m) = (today.year(), u8::from(today.month()));
-        match m {
-            12 => format!("{:04}-01-01T00:00:00Z", y + 1),
-            m => format!("{y:04}-{:02}-01T00:00:00Z", m + 1),
-        }
-    };
+    let month_resets = periods().2;
     let refused = json!({"error": {"type": "insufficient_quota", "code": "insufficient_quota",
         "message": format!("Monthly budget of $0.01 reached; resets {month_resets}"),
         "param": null}});
